@@ -1,0 +1,571 @@
+"""The save-account payload: its schema, validation and serialization.
+
+The schema is SmartLead's ``POST /api/v1/email-accounts/save`` body as published
+(``shared/reference/smartlead-save-email-account.txt``). :func:`parse_account`
+checks one raw mapping and reports *every* problem at once, each with the field it
+belongs to, so a user fixes a row in one go rather than one error per run.
+
+No message built here ever contains the value of a secret field (``password``,
+``imap_password``, ``token``) or of a field the schema does not know (a typo'd
+``pasword`` still holds a password).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import Any, Final
+
+from preflight.secret import Secret
+
+__all__ = [
+    "FIELDS",
+    "REQUIRED",
+    "SECRET_FIELDS",
+    "Account",
+    "AccountType",
+    "FieldSpec",
+    "Kind",
+    "Parsed",
+    "Problem",
+    "parse_account",
+]
+
+
+class Kind(Enum):
+    """What a field holds, which decides how it is checked and read from CSV."""
+
+    TEXT = "text"  # a single-line string (CR/LF refused: it ends up in headers or commands)
+    HTML = "html"  # free text: the signature may span lines
+    SECRET_TEXT = "secret_text"
+    EMAIL = "email"
+    HOST = "host"
+    PORT = "port"
+    BOOL = "bool"
+    COUNT = "count"  # a whole number >= 0
+    NUMBER = "number"  # any number >= 0
+    PERCENT = "percent"  # a number 0-100
+    TYPE = "type"
+    TOKEN = "token"  # an OAuth token object, secret
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One documented field of the save body."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    doc: str = ""
+
+    @property
+    def secret(self) -> bool:
+        return self.kind in (Kind.SECRET_TEXT, Kind.TOKEN)
+
+
+_SPECS: Final = (
+    FieldSpec("id", Kind.COUNT, doc="email account id, only for updates"),
+    FieldSpec("from_name", Kind.TEXT, True, "display name for outgoing mail"),
+    FieldSpec("from_email", Kind.EMAIL, True, "the sending address"),
+    FieldSpec("user_name", Kind.TEXT, True, "SMTP user name, usually the address"),
+    FieldSpec("password", Kind.SECRET_TEXT, True, "SMTP password or app password"),
+    FieldSpec("smtp_host", Kind.HOST, True, "SMTP server host name"),
+    FieldSpec("smtp_port", Kind.PORT, True, "SMTP port: 587 STARTTLS, 465 SSL, 25 plain"),
+    FieldSpec("imap_host", Kind.HOST, True, "IMAP server host name"),
+    FieldSpec("imap_port", Kind.PORT, True, "IMAP port: 993 SSL, 143 STARTTLS"),
+    FieldSpec("warmup_enabled", Kind.BOOL, True, "whether to warm the account up"),
+    FieldSpec("type", Kind.TYPE, doc="GMAIL, OUTLOOK or SMTP"),
+    FieldSpec("token", Kind.TOKEN, doc="OAuth token object (Gmail/Outlook OAuth)"),
+    FieldSpec("different_reply_to_address", Kind.EMAIL, doc="reply-to, if not from_email"),
+    FieldSpec("imap_user_name", Kind.TEXT, doc="IMAP user name, if not user_name"),
+    FieldSpec("imap_password", Kind.SECRET_TEXT, doc="IMAP password, if not password"),
+    FieldSpec("max_email_per_day", Kind.COUNT, doc="daily cap, warmup included"),
+    FieldSpec("custom_tracking_url", Kind.TEXT, doc="custom domain for tracking links"),
+    FieldSpec("bcc", Kind.EMAIL, doc="BCC address for all outgoing mail"),
+    FieldSpec("time_to_wait_in_mins", Kind.NUMBER, doc="minimum minutes between emails"),
+    FieldSpec("signature", Kind.HTML, doc="signature HTML"),
+    FieldSpec("total_warmup_per_day", Kind.COUNT, doc="warmup emails per day"),
+    FieldSpec("daily_rampup", Kind.COUNT, doc="daily increase of warmup emails"),
+    FieldSpec("reply_rate_percentage", Kind.PERCENT, doc="target warmup reply rate"),
+    FieldSpec("client_id", Kind.COUNT, doc="client id for multi-tenant accounts"),
+    FieldSpec("is_suspended", Kind.BOOL, doc="suspend the account on creation"),
+)
+
+#: Every documented field, in the order the API documents them (``id`` first).
+FIELDS: Final[Mapping[str, FieldSpec]] = {spec.name: spec for spec in _SPECS}
+REQUIRED: Final = tuple(spec.name for spec in _SPECS if spec.required)
+SECRET_FIELDS: Final = frozenset(spec.name for spec in _SPECS if spec.secret)
+
+# The save page's advice: "start with 10-20 emails and use daily_rampup of 2-5".
+# Values within a factor of two of that range pass quietly; further out is a warning,
+# never an error: the API accepts them and the user may mean it.
+WARMUP_PER_DAY_ADVICE: Final = (10, 20)
+RAMPUP_ADVICE: Final = (2, 5)
+
+
+class AccountType(StrEnum):
+    """The documented values of ``type``."""
+
+    GMAIL = "GMAIL"
+    OUTLOOK = "OUTLOOK"
+    SMTP = "SMTP"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or doubtful) with a payload, tied to its field."""
+
+    field: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Account:
+    """A valid save-account payload. Secrets are :class:`Secret` and never print."""
+
+    from_name: str
+    from_email: str
+    user_name: str
+    password: Secret[str]
+    smtp_host: str
+    smtp_port: int
+    imap_host: str
+    imap_port: int
+    warmup_enabled: bool
+    id: int | None = None
+    type: AccountType | None = None
+    token: Secret[dict[str, Any]] | None = None
+    different_reply_to_address: str | None = None
+    imap_user_name: str | None = None
+    imap_password: Secret[str] | None = None
+    max_email_per_day: int | None = None
+    custom_tracking_url: str | None = None
+    bcc: str | None = None
+    time_to_wait_in_mins: int | float | None = None
+    signature: str | None = None
+    total_warmup_per_day: int | None = None
+    daily_rampup: int | None = None
+    reply_rate_percentage: int | float | None = None
+    client_id: int | None = None
+    is_suspended: bool | None = None
+    #: The ASCII (IDNA) form of ``from_email``'s domain, for DNS look-ups.
+    email_domain: str = field(default="", compare=False, repr=False)
+
+    @property
+    def imap_login(self) -> str:
+        """The user name IMAP logs in with."""
+        return self.imap_user_name if self.imap_user_name is not None else self.user_name
+
+    @property
+    def imap_secret(self) -> Secret[str]:
+        """The password IMAP logs in with."""
+        return self.imap_password if self.imap_password is not None else self.password
+
+    def to_payload(self, *, reveal_secrets: bool = False) -> dict[str, Any]:
+        """The body the save endpoint expects, fields in documented order.
+
+        Secrets are masked unless ``reveal_secrets`` is true, which only the code
+        that POSTs the body may ask for. Absent optional fields are left out.
+        """
+        body: dict[str, Any] = {}
+        for name in FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, Secret):
+                value = value.reveal() if reveal_secrets else str(value)
+            elif isinstance(value, AccountType):
+                value = value.value
+            body[name] = value
+        return body
+
+
+@dataclass
+class Parsed:
+    """The outcome of checking one raw payload."""
+
+    account: Account | None
+    errors: list[Problem]
+    warnings: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+# --- checks of single values -------------------------------------------------------
+#
+# Each returns (value, error message). The message names the field and, for fields
+# that are not secret, the offending value, so it reads on its own in any output.
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # HTML may span lines
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _show(value: object) -> str:
+    """A short, printable rendering of a (non-secret) value for a message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _check_text(name: str, value: object, *, multiline: bool = False) -> tuple[Any, str | None]:
+    if not isinstance(value, str):
+        return None, f"{name} must be text, not {_json_type(value)}"
+    if FIELDS[name].required and not value.strip():
+        return None, f"{name} is empty"
+    bad = (_CONTROL_BUT_LINES if multiline else _CONTROL).search(value)
+    if bad:
+        return None, (
+            f"{name} contains a control character ({bad.group()!r}); line breaks in a "
+            "header or command are how injection starts"
+        )
+    return value, None
+
+
+def _check_secret(name: str, value: object) -> tuple[Any, str | None]:
+    # Never echo the value, not even a part of it.
+    if not isinstance(value, str):
+        return None, f"{name} must be text, not {_json_type(value)}"
+    if _CONTROL.search(value):
+        return None, f"{name} contains a line break or control character, which no server accepts"
+    if value != value.strip():
+        return None, (
+            f"{name} starts or ends with spaces; remove them (Google shows app passwords "
+            "with spaces, but they are not part of the password)"
+        )
+    return Secret(value), None
+
+
+def _check_host(name: str, value: object) -> tuple[Any, str | None]:
+    if not isinstance(value, str):
+        return None, f"{name} must be a host name (text), not {_json_type(value)}"
+    if not value:
+        return None, f"{name} is empty"
+    if _CONTROL.search(value):
+        return None, (
+            f"{name} contains a line break or control character: not a host name, and "
+            "the start of a command injection"
+        )
+    if value != value.strip():
+        return None, f"{name} {_show(value)} has spaces around it"
+    if any(ch.isspace() for ch in value):
+        return None, f"{name} {_show(value)} contains spaces"
+    if _SCHEME.match(value):
+        host = value.split("://", 1)[1].split("/", 1)[0]
+        return None, f"{name} {_show(value)} is a URL; give only the host name, e.g. {host!r}"
+    if "/" in value:
+        return None, (
+            f"{name} {_show(value)} contains a path; give only the host name, "
+            f"e.g. {value.split('/', 1)[0]!r}"
+        )
+    if "@" in value:
+        return None, f"{name} {_show(value)} is an address; give the server's host name"
+    literal = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(literal)
+    except ValueError:
+        pass
+    else:
+        return literal, None
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        port_field = name.replace("host", "port")
+        if port.isdigit():
+            return None, (
+                f"{name} {_show(value)} includes a port; put {port} in {port_field} "
+                f"and {host!r} here"
+            )
+    ascii_host = value
+    if not value.isascii():
+        try:
+            import idna  # comes with email-validator
+
+            ascii_host = idna.encode(value, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            return None, f"{name} {_show(value)} is not a valid host name"
+    labels = ascii_host[:-1].split(".") if ascii_host.endswith(".") else ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
+        return None, f"{name} {_show(value)} is not a valid host name"
+    if labels[-1].isdigit():
+        return None, f"{name} {_show(value)} is neither a valid host name nor an IP address"
+    return value, None
+
+
+def _number(name: str, value: object) -> tuple[int | float | None, str | None]:
+    # bool is an int in Python, but `true` is not a number in JSON.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None, f"{name} must be a number, not {_json_type(value)}" + (
+            f" ({_show(value)})" if isinstance(value, str) else ""
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"{name} must be a finite number"
+    return value, None
+
+
+def _whole(name: str, value: object) -> tuple[int | None, str | None]:
+    number, error = _number(name, value)
+    if error or number is None:
+        return None, error
+    if isinstance(number, float):
+        if not number.is_integer():
+            return None, f"{name} must be a whole number, got {number!r}"
+        number = int(number)
+    return number, None
+
+
+def _check_port(name: str, value: object) -> tuple[Any, str | None]:
+    port, error = _whole(name, value)
+    if error or port is None:
+        return None, error
+    if not 1 <= port <= 65535:
+        return None, f"{name} must be between 1 and 65535, got {port}"
+    return port, None
+
+
+def _check_count(name: str, value: object) -> tuple[Any, str | None]:
+    count, error = _whole(name, value)
+    if error or count is None:
+        return None, error
+    if count < 0:
+        return None, f"{name} must not be negative, got {count}"
+    return count, None
+
+
+def _check_number(name: str, value: object) -> tuple[Any, str | None]:
+    number, error = _number(name, value)
+    if error or number is None:
+        return None, error
+    if number < 0:
+        return None, f"{name} must not be negative, got {number}"
+    return number, None
+
+
+def _check_percent(name: str, value: object) -> tuple[Any, str | None]:
+    number, error = _number(name, value)
+    if error or number is None:
+        return None, error
+    if not 0 <= number <= 100:
+        return None, f"{name} must be between 0 and 100, got {number}"
+    return number, None
+
+
+def _check_bool(name: str, value: object) -> tuple[Any, str | None]:
+    if not isinstance(value, bool):
+        return None, f"{name} must be true or false, not {_json_type(value)}" + (
+            f" ({_show(value)})" if isinstance(value, str | int) else ""
+        )
+    return value, None
+
+
+def _check_type(name: str, value: object) -> tuple[Any, str | None]:
+    allowed = ", ".join(t.value for t in AccountType)
+    if not isinstance(value, str):
+        return None, f"{name} must be one of {allowed}, not {_json_type(value)}"
+    try:
+        return AccountType(value), None
+    except ValueError:
+        pass
+    if value.upper() in AccountType.__members__:
+        return None, f"{name} {_show(value)} must be upper case: {value.upper()!r}"
+    return None, f"{name} {_show(value)} is not one of {allowed}"
+
+
+def _check_token(name: str, value: object) -> tuple[Any, str | None]:
+    if not isinstance(value, dict):
+        return None, f"{name} must be an object (the OAuth token), not {_json_type(value)}"
+    return Secret(value), None
+
+
+def _check_email(name: str, value: object) -> tuple[Any, str | None]:
+    if not isinstance(value, str):
+        return None, f"{name} must be an email address (text), not {_json_type(value)}"
+    if _CONTROL.search(value):
+        return None, f"{name} contains a line break or control character"
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        # Syntax only: deliverability is the mx check's job, done async with a deadline.
+        # test_environment admits the `.test` names of RFC 6761 (a warning below says so).
+        valid = validate_email(value, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        return None, f"{name} {_show(value)} is not a valid address: {exc}"
+    return valid, None
+
+
+_CHECKS: Final = {
+    Kind.TEXT: _check_text,
+    Kind.HTML: lambda name, value: _check_text(name, value, multiline=True),
+    Kind.SECRET_TEXT: _check_secret,
+    Kind.EMAIL: _check_email,
+    Kind.HOST: _check_host,
+    Kind.PORT: _check_port,
+    Kind.BOOL: _check_bool,
+    Kind.COUNT: _check_count,
+    Kind.NUMBER: _check_number,
+    Kind.PERCENT: _check_percent,
+    Kind.TYPE: _check_type,
+    Kind.TOKEN: _check_token,
+}
+
+
+def suggest_field(name: str) -> str | None:
+    """The documented field a typo most likely meant, if any is close."""
+    close = difflib.get_close_matches(name.lower(), FIELDS, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+# --- the whole payload -------------------------------------------------------------
+
+
+def parse_account(raw: object) -> Parsed:
+    """Check one raw payload against the documented schema.
+
+    Every problem is collected; none stops the others. ``account`` is set only when
+    there are no errors. Warnings never make a payload invalid.
+    """
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    if not isinstance(raw, Mapping):
+        errors.append(Problem(None, f"an account must be a JSON object, not {_json_type(raw)}"))
+        return Parsed(None, errors, warnings)
+
+    values: dict[str, Any] = {}
+    email_domain = ""
+    for key in raw:
+        if not isinstance(key, str) or key not in FIELDS:
+            # The value is never shown: a typo'd "pasword" still holds a password.
+            guess = suggest_field(str(key))
+            errors.append(
+                Problem(
+                    str(key),
+                    f"{key!r} is not a field of the save-account API"
+                    + (f"; did you mean {guess!r}?" if guess else ""),
+                )
+            )
+    for name, spec in FIELDS.items():
+        value = raw.get(name)
+        if value is None:
+            if spec.required:
+                errors.append(Problem(name, f"{name} is required ({spec.doc})"))
+            continue
+        checked, error = _CHECKS[spec.kind](name, value)
+        if error:
+            errors.append(Problem(name, error))
+            continue
+        if spec.kind is Kind.EMAIL:
+            if checked.ascii_domain == "test" or checked.ascii_domain.endswith(".test"):
+                warnings.append(
+                    Problem(name, f"{name}'s domain is reserved for testing (RFC 6761)")
+                )
+            if name == "from_email":
+                email_domain = checked.ascii_domain
+            checked = checked.normalized
+        values[name] = checked
+
+    _check_relations(raw, values, errors, warnings)
+    if errors:
+        return Parsed(None, errors, warnings)
+    return Parsed(Account(**values, email_domain=email_domain), errors, warnings)
+
+
+def _check_relations(
+    raw: Mapping[str, Any],
+    values: dict[str, Any],
+    errors: list[Problem],
+    warnings: list[Problem],
+) -> None:
+    """Checks that involve more than one field."""
+    password = values.get("password")
+    if isinstance(password, Secret) and not password.reveal():
+        token = values.get("token")
+        if token is None and "token" not in raw:
+            errors.append(
+                Problem(
+                    "password",
+                    "password is empty; give the password (or app password), or a token "
+                    "for an OAuth account",
+                )
+            )
+        elif isinstance(token, Secret) and not isinstance(token.reveal().get("access_token"), str):
+            errors.append(
+                Problem(
+                    "token",
+                    "token must carry an access_token (text) when password is empty",
+                )
+            )
+
+    per_day = values.get("total_warmup_per_day")
+    cap = values.get("max_email_per_day")
+    if per_day is not None and cap is not None and per_day > cap:
+        errors.append(
+            Problem(
+                "total_warmup_per_day",
+                f"total_warmup_per_day ({per_day}) is above max_email_per_day ({cap}), "
+                "which includes warmup emails",
+            )
+        )
+
+    rampup = values.get("daily_rampup")
+    warmup = values.get("warmup_enabled")
+    if warmup is False:
+        given = [n for n in ("total_warmup_per_day", "daily_rampup") if values.get(n) is not None]
+        if given:
+            warnings.append(
+                Problem(
+                    given[0],
+                    f"{' and '.join(given)} will be ignored: warmup_enabled is false",
+                )
+            )
+    elif warmup is True:
+        low, high = WARMUP_PER_DAY_ADVICE
+        if per_day is not None and not low / 2 <= per_day <= high * 2:
+            warnings.append(
+                Problem(
+                    "total_warmup_per_day",
+                    f"total_warmup_per_day {per_day} is far from the advised start of "
+                    f"{low}-{high} a day",
+                )
+            )
+        low, high = RAMPUP_ADVICE
+        if rampup is not None and rampup > high * 2:
+            warnings.append(
+                Problem(
+                    "daily_rampup",
+                    f"daily_rampup {rampup} is far above the advised {low}-{high} a day",
+                )
+            )
+
+    reply_to = values.get("different_reply_to_address")
+    if reply_to is not None and reply_to == values.get("from_email"):
+        warnings.append(
+            Problem(
+                "different_reply_to_address",
+                "different_reply_to_address is the same as from_email",
+            )
+        )

@@ -1,0 +1,190 @@
+"""Writing reports as text, JSON or JSON Lines.
+
+Writers take reports one at a time, as accounts finish, and a final ``close``:
+
+- ``jsonl`` writes each report as it comes (a script can read them live);
+- ``json`` writes one document, ``{"ok": ..., "accounts": [...]}``, and only at the
+  end: until then the reports wait in a spool file (flat memory), so an
+  interrupted run never leaves half a JSON document on standard output;
+- ``text`` writes a few lines per account and a summary with counts per code.
+
+Nothing here sees a secret: reports never hold one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from typing import Final, Protocol, TextIO
+
+from preflight.report import AccountReport, CheckResult, Status
+
+__all__ = ["OUTPUT_FORMATS", "JsonLinesWriter", "JsonWriter", "TextWriter", "Writer", "use_color"]
+
+OUTPUT_FORMATS: Final = ("text", "json", "jsonl")
+
+
+class Writer(Protocol):
+    def write(self, report: AccountReport) -> None: ...
+
+    def close(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+
+def use_color(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def _dumps(report: AccountReport) -> str:
+    return json.dumps(report.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+class JsonLinesWriter:
+    """One report per line, flushed as it is written."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def write(self, report: AccountReport) -> None:
+        self.out.write(_dumps(report) + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()
+
+    def discard(self) -> None:
+        """Every line written so far is a whole report: keep them."""
+        self.out.flush()
+
+
+class JsonWriter:
+    """One JSON document, written whole at the end."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.ok = True
+        self.count = 0
+        self._spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=8 << 20, mode="w+", encoding="utf-8"
+        )
+
+    def write(self, report: AccountReport) -> None:
+        if self.count:
+            self._spool.write(",\n")
+        self._spool.write(_dumps(report))
+        self.ok = self.ok and report.ok
+        self.count += 1
+
+    def close(self) -> None:
+        self._spool.seek(0)
+        self.out.write('{"ok": ' + ("true" if self.ok else "false") + ', "accounts": [\n')
+        while chunk := self._spool.read(1 << 16):
+            self.out.write(chunk)
+        self.out.write("\n]}\n")
+        self.out.flush()
+        self._spool.close()
+
+    def discard(self) -> None:
+        """Drop what was spooled (the run ended without a complete result)."""
+        self._spool.close()
+
+
+_STATUS_COLORS: Final = {
+    Status.PASS: "green",
+    Status.WARN: "yellow",
+    Status.FAIL: "red",
+    Status.SKIP: "bright_black",
+}
+
+
+class TextWriter:
+    """A few readable lines per account, and a summary at the end."""
+
+    def __init__(self, out: TextIO, *, color: bool = False, summary: bool = True) -> None:
+        self.out = out
+        self.color = color
+        self.summary = summary
+        self.total = 0
+        self.failed = 0
+        self.warned = 0
+        self.codes: Counter[str] = Counter()
+
+    def _style(self, text: str, status: Status, *, bold: bool = False) -> str:
+        if not self.color:
+            return text
+        import click
+
+        return click.style(text, fg=_STATUS_COLORS[status], bold=bold)
+
+    def write(self, report: AccountReport) -> None:
+        self.total += 1
+        worst = _worst(report)
+        if worst is Status.FAIL:
+            self.failed += 1
+        elif worst is Status.WARN:
+            self.warned += 1
+        label = report.account if report.account is not None else "(no from_email)"
+        where = f"#{report.index}" + (f", line {report.line}" if report.line is not None else "")
+        word = {Status.FAIL: "FAIL", Status.WARN: "WARN"}.get(worst, "PASS")
+        lines = [f"{self._style(word, worst, bold=True)}  {label}  ({where})"]
+        for check in report.checks:
+            if check.status in (Status.FAIL, Status.WARN):
+                warning = f"{check.name} warning" if check.code.value == "ok" else check.code.value
+                self.codes[check.code.value if check.status is Status.FAIL else warning] += 1
+                lines.extend(self._check_lines(check))
+        self.out.write("\n".join(lines) + "\n")
+
+    def _check_lines(self, check: CheckResult) -> list[str]:
+        status = self._style(f"{check.status.value:<4}", check.status)
+        code = "" if check.code.value == "ok" else f"  {check.code.value}"
+        lines = [f"  {check.name:<7} {status}{code}  {check.message}"]
+        for key, mark in (("errors", "-"), ("warnings", "~")):
+            problems = check.details.get(key) or []
+            if len(problems) > 1 or (problems and problems[0]["message"] != check.message):
+                lines.extend(f"      {mark} {problem['message']}" for problem in problems)
+        if check.hint and check.hint != check.message:
+            lines.append(f"      hint: {check.hint}")
+        return lines
+
+    def discard(self) -> None:
+        """The run ended without a complete result: no summary of a part."""
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.summary:
+            passed = self.total - self.failed
+            noun = "account" if self.total == 1 else "accounts"
+            parts = [f"{passed} passed"]
+            if self.warned:
+                parts[0] += f" ({self.warned} with warnings)"
+            parts.append(f"{self.failed} failed")
+            self.out.write(f"\n{self.total} {noun}: {', '.join(parts)}\n")
+            for code, count in self.codes.most_common():
+                self.out.write(f"  {count:>6}  {code}\n")
+        self.out.flush()
+
+
+def _worst(report: AccountReport) -> Status:
+    statuses = {check.status for check in report.checks}
+    for status in (Status.FAIL, Status.WARN):
+        if status in statuses:
+            return status
+    return Status.PASS
+
+
+def make_writer(fmt: str, out: TextIO, *, color: bool = False) -> Writer:
+    """The writer for an output format name."""
+    if fmt == "json":
+        return JsonWriter(out)
+    if fmt == "jsonl":
+        return JsonLinesWriter(out)
+    if fmt == "text":
+        return TextWriter(out, color=color)
+    raise ValueError(f"unknown output format {fmt!r}")

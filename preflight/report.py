@@ -1,0 +1,124 @@
+"""The report: per-check results, per-account reports, and the contract's codes.
+
+The shape is the one in ``shared/design/check-contract.md``. A failed check is a
+*result* carrying a :class:`Code` and a hint, not an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Final
+
+__all__ = ["CHECK_NAMES", "AccountReport", "CheckResult", "Code", "Status", "skipped"]
+
+#: The contract's checks, in report order.
+CHECK_NAMES: Final = ("payload", "mx", "smtp", "imap")
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Code(StrEnum):
+    """Every code the contract names. Values are stable: scripts match on them."""
+
+    OK = "ok"
+    SKIPPED = "skipped"
+    PAYLOAD_INVALID = "payload_invalid"
+    DNS_NXDOMAIN = "dns_nxdomain"
+    DNS_NO_MX = "dns_no_mx"
+    DNS_NULL_MX = "dns_null_mx"
+    DNS_TIMEOUT = "dns_timeout"
+    DNS_SERVFAIL = "dns_servfail"
+    HOST_NOT_FOUND = "host_not_found"
+    CONNECT_REFUSED = "connect_refused"
+    CONNECT_TIMEOUT = "connect_timeout"
+    GREETING_TIMEOUT = "greeting_timeout"
+    TLS_MODE_MISMATCH = "tls_mode_mismatch"
+    STARTTLS_UNSUPPORTED = "starttls_unsupported"
+    TLS_UNTRUSTED = "tls_untrusted"
+    TLS_HOSTNAME_MISMATCH = "tls_hostname_mismatch"
+    TLS_EXPIRED = "tls_expired"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    PROTOCOL_ERROR = "protocol_error"
+    AUTH_FAILED = "auth_failed"
+    AUTH_APP_PASSWORD_REQUIRED = "auth_app_password_required"
+    AUTH_WEB_LOGIN_REQUIRED = "auth_web_login_required"
+    AUTH_BASIC_DISABLED = "auth_basic_disabled"
+    AUTH_THROTTLED = "auth_throttled"
+    AUTH_UNSUPPORTED = "auth_unsupported"
+    AUTH_PLAINTEXT_REFUSED = "auth_plaintext_refused"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check of one account."""
+
+    name: str
+    status: Status
+    code: Code
+    message: str
+    hint: str | None = None
+    elapsed_ms: float = 0.0
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "code": self.code.value,
+            "message": self.message,
+            "hint": self.hint,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "details": dict(self.details),
+        }
+
+
+def skipped(name: str, message: str) -> CheckResult:
+    """A check that did not run, and why."""
+    return CheckResult(name, Status.SKIP, Code.SKIPPED, message)
+
+
+@dataclass(frozen=True)
+class AccountReport:
+    """Everything preflight found about one account.
+
+    ``line`` (an extension of the contract) is the 1-based line of the input where
+    the account starts, when it came from a file.
+    """
+
+    index: int
+    account: str | None
+    checks: tuple[CheckResult, ...]
+    line: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """No check failed (warnings allowed)."""
+        return all(check.status is not Status.FAIL for check in self.checks)
+
+    def check(self, name: str) -> CheckResult:
+        """The result of the check called ``name``."""
+        for result in self.checks:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "account": self.account,
+            "ok": self.ok,
+            "checks": [check.to_dict() for check in self.checks],
+            "line": self.line,
+        }
+
+
+def all_ok(reports: Iterable[AccountReport]) -> bool:
+    return all(report.ok for report in reports)

@@ -1,0 +1,106 @@
+"""Secret values never show; the public API is what it says."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import pickle
+
+import pytest
+
+import preflight
+from preflight.secret import Secret
+
+
+def test_secret_hides_value_everywhere(caplog: pytest.LogCaptureFixture) -> None:
+    """repr, str, format, f-strings and logging all show a mask."""
+    secret = Secret("CANARY-123")
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("t").debug("value %s %r", secret, secret)
+    shown = [
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        f"{secret!r}",
+        format(secret, ">20"),
+        repr([secret]),
+        repr({"p": secret}),
+        caplog.text,
+    ]
+    assert not any("CANARY" in text for text in shown)
+    assert secret.reveal() == "CANARY-123"
+
+
+def test_secret_refuses_pickle() -> None:
+    """A secret cannot be pickled into a cache or another process."""
+    with pytest.raises(TypeError):
+        pickle.dumps(Secret("x"))
+
+
+def test_secret_copies_and_compares() -> None:
+    """Copies keep the value; equality compares values without showing them."""
+    secret = Secret("x")
+    assert copy.deepcopy(secret).reveal() == "x"
+    assert secret == Secret("x")
+    assert secret != Secret("y")
+
+
+def test_public_api_is_pinned() -> None:
+    """The names exported by `preflight` are exactly these, and all resolve."""
+    assert sorted(preflight.__all__) == sorted(
+        [
+            "FIELDS",
+            "Account",
+            "AccountReport",
+            "AccountType",
+            "CheckResult",
+            "Code",
+            "InputError",
+            "Parsed",
+            "Problem",
+            "RawAccount",
+            "Secret",
+            "Status",
+            "parse_account",
+            "read_accounts",
+            "validate",
+        ]
+    )
+    for name in preflight.__all__:
+        assert getattr(preflight, name) is not None
+    with pytest.raises(AttributeError):
+        preflight.nope  # noqa: B018
+
+
+def test_codes_are_the_contracts() -> None:
+    """The Code enum holds exactly the contract's codes."""
+    expected = {
+        "ok",
+        "skipped",
+        "payload_invalid",
+        "dns_nxdomain",
+        "dns_no_mx",
+        "dns_null_mx",
+        "dns_timeout",
+        "dns_servfail",
+        "host_not_found",
+        "connect_refused",
+        "connect_timeout",
+        "greeting_timeout",
+        "tls_mode_mismatch",
+        "starttls_unsupported",
+        "tls_untrusted",
+        "tls_hostname_mismatch",
+        "tls_expired",
+        "tls_handshake_failed",
+        "protocol_error",
+        "auth_failed",
+        "auth_app_password_required",
+        "auth_web_login_required",
+        "auth_basic_disabled",
+        "auth_throttled",
+        "auth_unsupported",
+        "auth_plaintext_refused",
+        "timeout",
+    }
+    assert {code.value for code in preflight.Code} == expected
