@@ -1,0 +1,97 @@
+"""Hints: what the user should do next, for failures that do not depend on a reply."""
+
+from __future__ import annotations
+
+from preflight.report import Code
+
+__all__ = ["hint_for"]
+
+_OTHER_PORT = {
+    ("smtp", "ssl"): "587 with STARTTLS",
+    ("smtp", "plain"): "465 with SSL",
+    ("imap", "ssl"): "143 with STARTTLS",
+    ("imap", "plain"): "993 with SSL",
+}
+
+
+def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = "") -> str:
+    """A one- or two-sentence hint for a failure of ``protocol`` at ``host:port``.
+
+    ``spoke`` is the mode the probe used ("ssl" or "plain"), for a mode mismatch.
+    """
+    field = f"{protocol}_host"
+    if code is Code.HOST_NOT_FOUND:
+        return (
+            f"Check the spelling of {field} ({host}); the provider's help pages give its "
+            f"{protocol.upper()} server name."
+        )
+    if code is Code.CONNECT_REFUSED:
+        return (
+            f"Nothing accepts connections on {host}:{port}: check {protocol}_port (SMTP: 587 or "
+            "465; IMAP: 993 or 143) and the host name."
+        )
+    if code is Code.CONNECT_TIMEOUT:
+        return (
+            f"{host}:{port} did not answer: a firewall or the ISP may block the port (465 and 25 "
+            "often are). Try 587 with STARTTLS for SMTP, or check the host name."
+        )
+    if code is Code.GREETING_TIMEOUT:
+        return (
+            f"{host}:{port} accepted the connection but never spoke: check the port and "
+            "security mode the provider documents."
+        )
+    if code is Code.TLS_MODE_MISMATCH:
+        other = _OTHER_PORT.get((protocol, spoke), "the other port")
+        if spoke == "ssl":
+            return (
+                f"Port {port} speaks clear text first (STARTTLS), not implicit TLS: use {other}, "
+                "or set the security to starttls."
+            )
+        return (
+            f"Port {port} speaks implicit TLS (SSL) from the first byte: use {other}, or set "
+            "the security to ssl."
+        )
+    if code is Code.STARTTLS_UNSUPPORTED:
+        return (
+            f"{host}:{port} does not offer STARTTLS, so the login would be in clear text: use "
+            f"the provider's TLS port ({'465' if protocol == 'smtp' else '993'})."
+        )
+    if code is Code.TLS_UNTRUSTED:
+        return (
+            "The server's certificate is not signed by a trusted authority: if it is your own "
+            "CA, pass it with --ca-file; otherwise the host name may be wrong."
+        )
+    if code is Code.TLS_HOSTNAME_MISMATCH:
+        return (
+            f"The certificate does not name {host}: shared hosting often uses the hosting "
+            "provider's server name; use the name on the certificate (see details)."
+        )
+    if code is Code.TLS_EXPIRED:
+        return "The server's certificate has expired: the mail provider must renew it."
+    if code is Code.TLS_HANDSHAKE_FAILED:
+        return (
+            "TLS could not be negotiated: the server may only offer old protocol versions or "
+            "ciphers. Check the port and security mode."
+        )
+    if code is Code.PROTOCOL_ERROR:
+        return (
+            f"The server at {host}:{port} did not speak {protocol.upper()} as expected: check "
+            "that the host and port are the mail server's."
+        )
+    if code is Code.AUTH_UNSUPPORTED:
+        return (
+            "The server offers no login mechanism preflight can use: on port 25 servers often "
+            "take no logins at all; use the submission port (587) the provider documents."
+        )
+    if code is Code.AUTH_PLAINTEXT_REFUSED:
+        return (
+            "The connection is not encrypted, so the password was not sent: use a TLS port "
+            "(SMTP 465 or 587, IMAP 993 or 143), or pass --allow-plaintext-auth if you accept "
+            "the risk."
+        )
+    if code is Code.TIMEOUT:
+        return (
+            f"{host}:{port} answered too slowly to finish within the deadline: retry, or raise "
+            "--timeout."
+        )
+    return "See details for the server's reply."
