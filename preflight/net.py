@@ -98,20 +98,38 @@ async def tls_answers(address: str, port: int, timeout: float) -> bool:
 
     Used when a clear-text greeting does not come: a port that completes a TLS
     handshake speaks implicit TLS, and the account has the wrong port or mode.
+    The handshake runs over memory buffers on a socket this function owns, so that
+    cancelling it at any point closes the socket (asyncio's own TLS transports can
+    leak theirs when cancelled mid-handshake).
     """
+    loop = asyncio.get_running_loop()
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    writer = None
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    sock.setblocking(False)
     try:
         async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(address, port, ssl=context)
-    except (OSError, TimeoutError):
+            await loop.sock_connect(sock, (address, port))
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = context.wrap_bio(incoming, outgoing, server_side=False)
+            while True:
+                try:
+                    tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    pending = outgoing.read()
+                    if pending:
+                        await loop.sock_sendall(sock, pending)
+                    chunk = await loop.sock_recv(sock, 65536)
+                    if not chunk:
+                        return False
+                    incoming.write(chunk)
+                else:
+                    return True
+    except (OSError, TimeoutError):  # ssl.SSLError is an OSError
         return False
     finally:
-        if writer is not None:
-            writer.transport.abort()
-    return True
+        sock.close()
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

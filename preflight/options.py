@@ -48,6 +48,8 @@ class CheckOptions:
     #: Override the security mode that follows from the port.
     smtp_security: Security | None = None
     imap_security: Security | None = None
+    #: Run the IMAP check (off when an account built from flags has no IMAP host).
+    check_imap: bool = True
     #: The name preflight gives itself in EHLO.
     local_hostname: str = "preflight.localhost"
 

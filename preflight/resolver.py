@@ -33,6 +33,9 @@ def make_resolver(options: CheckOptions) -> dns.asyncresolver.Resolver:
         resolver = dns.asyncresolver.Resolver()
     resolver.timeout = options.timeouts.dns
     resolver.lifetime = options.timeouts.dns
+    # Answers are reused while their TTL holds: a run of many accounts on one domain
+    # asks once.
+    resolver.cache = dns.resolver.LRUCache(10_000)
     return resolver
 
 

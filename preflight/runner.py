@@ -1,19 +1,42 @@
 """Turning accounts into reports.
 
-For now the payload check alone (``preflight validate``); the network probes
-join it here, scheduled side by side.
+``validate`` runs the payload check alone. ``check_account`` runs it, then, for a
+valid payload, the network probes side by side (``mx``, ``smtp``, ``imap``) under
+one deadline; ``check_many`` does that for many accounts with bounded concurrency
+and yields reports as they finish; ``check_sync`` is the one-call form for scripts
+and hooks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
+from preflight.options import CheckOptions
 from preflight.payload import Account, parse_account
 from preflight.reader import RawAccount
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status, skipped
 
-__all__ = ["account_label", "check_payload", "validate", "validate_all"]
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+    from preflight.resolver import HostLookup
+
+__all__ = [
+    "account_label",
+    "check_account",
+    "check_many",
+    "check_payload",
+    "check_sync",
+    "validate",
+    "validate_all",
+]
+
+#: Accounts checked at once by default: enough to hide network round trips, few
+#: enough not to look like an attack to one provider.
+DEFAULT_CONCURRENCY = 20
 
 _PAYLOAD_HINT = (
     "Fix the fields listed in details.errors; names and types are those of the "
@@ -91,6 +114,161 @@ def validate_all(accounts: Iterable[RawAccount]) -> Iterator[AccountReport]:
     """Validate accounts one after another, as they are read."""
     for raw in accounts:
         yield validate(raw)
+
+
+def _as_raw(payload: RawAccount | Mapping[str, Any], index: int) -> RawAccount:
+    if isinstance(payload, RawAccount):
+        return payload
+    return RawAccount(index, None, payload)
+
+
+async def check_account(
+    payload: RawAccount | Mapping[str, Any],
+    options: CheckOptions | None = None,
+    *,
+    index: int = 0,
+    resolver: dns.asyncresolver.Resolver | None = None,
+) -> AccountReport:
+    """Check one account: the payload, then DNS, SMTP and IMAP side by side.
+
+    ``payload`` is the save-account body (a mapping) or a :class:`RawAccount` from
+    :func:`preflight.read_accounts`. The report is complete within
+    ``options.timeout`` seconds (plus a little for closing connections). An invalid
+    payload contacts nothing.
+    """
+    options = options or CheckOptions()
+    raw = _as_raw(payload, index)
+    payload_result, account = check_payload(raw)
+    label = account_label(raw.data)
+    if account is None:
+        why = "not run: the payload is invalid"
+        checks = (payload_result, *(skipped(name, why) for name in CHECK_NAMES[1:]))
+        return AccountReport(raw.index, label, checks, raw.line)
+
+    from preflight.imap_probe import probe_imap
+    from preflight.mx import probe_mx
+    from preflight.resolver import make_resolver, resolve_host
+    from preflight.smtp_probe import probe_smtp
+    from preflight.tls import make_context
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.timeout
+    resolver = resolver or make_resolver(options)
+    context = make_context(options.ca_file, options.insecure)
+
+    # Each host name is resolved once, at the same time as the MX look-up.
+    lookups: dict[str, asyncio.Task[HostLookup]] = {}
+
+    def lookup(host: str) -> asyncio.Task[HostLookup]:
+        if host not in lookups:
+            lookups[host] = asyncio.ensure_future(resolve_host(host, options, resolver))
+        return lookups[host]
+
+    try:
+        # The probes keep their own deadline; this outer one only guards against a
+        # probe that forgets to.
+        async with asyncio.timeout_at(deadline + 1.0), asyncio.TaskGroup() as group:
+            mx = group.create_task(probe_mx(account.email_domain, resolver, options.timeout))
+            smtp = group.create_task(
+                probe_smtp(account, lookup(account.smtp_host), options, context, deadline)
+            )
+            imap = (
+                group.create_task(
+                    probe_imap(account, lookup(account.imap_host), options, context, deadline)
+                )
+                if options.check_imap
+                else None
+            )
+    finally:
+        for task in lookups.values():
+            task.cancel()
+    checks = (
+        payload_result,
+        mx.result(),
+        smtp.result(),
+        imap.result() if imap is not None else skipped("imap", "not run: no IMAP host given"),
+    )
+    return AccountReport(raw.index, label, checks, raw.line)
+
+
+async def check_many(
+    payloads: Iterable[RawAccount | Mapping[str, Any]]
+    | AsyncIterable[RawAccount | Mapping[str, Any]],
+    options: CheckOptions | None = None,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    ordered: bool = False,
+) -> AsyncIterator[AccountReport]:
+    """Check many accounts, at most ``concurrency`` at a time, yielding each report
+    as it finishes (in input order when ``ordered``). Input is read lazily."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    options = options or CheckOptions()
+    from preflight.resolver import make_resolver
+
+    resolver = make_resolver(options)  # one resolver, one DNS cache, for the whole run
+    source = _aiter(payloads)
+    pending: set[asyncio.Task[AccountReport]] = set()
+    waiting: dict[int, AccountReport] = {}
+    next_index = 0
+    counter = 0
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(pending) < concurrency:
+                try:
+                    item = await anext(source)
+                except StopAsyncIteration:
+                    exhausted = True
+                    break
+                raw = _as_raw(item, counter)
+                counter += 1
+                pending.add(asyncio.ensure_future(check_account(raw, options, resolver=resolver)))
+            if not pending:
+                break
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=lambda t: t.result().index):
+                report = task.result()
+                if not ordered:
+                    yield report
+                    continue
+                waiting[report.index] = report
+            while ordered and next_index in waiting:
+                yield waiting.pop(next_index)
+                next_index += 1
+        for index in sorted(waiting):
+            yield waiting[index]
+    finally:
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _aiter(
+    items: Iterable[RawAccount | Mapping[str, Any]] | AsyncIterable[RawAccount | Mapping[str, Any]],
+) -> AsyncIterator[RawAccount | Mapping[str, Any]]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def check_sync(
+    payload: RawAccount | Mapping[str, Any], options: CheckOptions | None = None
+) -> AccountReport:
+    """Check one account from synchronous code (a script, a pre-submit hook).
+
+    ``report = preflight.check_sync(payload)``, then act on ``report.ok``.
+    Inside a running event loop, ``await preflight.check_account(payload)`` instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(check_account(payload, options))
+    raise RuntimeError("check_sync() cannot run inside an event loop: await check_account()")
 
 
 def _ms(started: float) -> float:

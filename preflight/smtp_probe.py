@@ -85,7 +85,7 @@ class _SmtpProbe:
         step = self.state.step
         if step in ("resolve", "connect"):
             code = Code.CONNECT_TIMEOUT if step == "connect" else Code.TIMEOUT
-        elif step == "greeting":
+        elif step in ("greeting", "tls"):
             code = Code.GREETING_TIMEOUT
         else:
             code = Code.TIMEOUT
@@ -180,7 +180,6 @@ class _SmtpProbe:
         self.state.step = "tls" if use_tls else "greeting"
         self.smtp = aiosmtplib.SMTP(
             hostname=self.host,
-            port=self.port,
             sock=sock,
             use_tls=use_tls,
             start_tls=False,
@@ -208,29 +207,37 @@ class _SmtpProbe:
         assert self.smtp is not None
         timeouts = self.options.timeouts
         greeting = asyncio.ensure_future(self.smtp.connect(timeout=timeouts.greeting))
-        done, _ = await asyncio.wait({greeting}, timeout=timeouts.sniff_after)
-        if not done:
-            sniff = asyncio.ensure_future(tls_answers(address, self.port, timeouts.greeting))
-            try:
-                await asyncio.wait({greeting, sniff}, return_when=asyncio.FIRST_COMPLETED)
-                if not greeting.done() and await sniff:
-                    greeting.cancel()
-                    if self.mode == "detect":
-                        await self._switch_to_tls(address)
-                        return
-                    raise self.stop(
-                        Code.TLS_MODE_MISMATCH,
-                        f"port {self.port} speaks implicit TLS, but the account uses "
-                        f"{'STARTTLS' if self.mode != 'plain' else 'plain text'}",
-                    )
-            finally:
-                sniff.cancel()
         try:
-            response = await greeting
-        except aiosmtplib.SMTPException as exc:
-            raise self.translate(exc) from None
+            done, _ = await asyncio.wait({greeting}, timeout=timeouts.sniff_after)
+            if not done and await self._speaks_tls(greeting, address):
+                if self.mode == "detect":
+                    await self._switch_to_tls(address)
+                    return
+                raise self.stop(
+                    Code.TLS_MODE_MISMATCH,
+                    f"port {self.port} speaks implicit TLS, but the account uses "
+                    f"{'STARTTLS' if self.mode != 'plain' else 'plain text'}",
+                )
+            try:
+                response = await greeting
+            except aiosmtplib.SMTPException as exc:
+                raise self.translate(exc) from None
+        finally:
+            # Whatever ended the wait, the greeting's outcome must not go unobserved.
+            _discard(greeting)
         self.state.details["greeting"] = _first_line(response.message)
         self.state.details["security"] = "plain"
+
+    async def _speaks_tls(self, greeting: asyncio.Future[Any], address: str) -> bool:
+        """While the greeting is late, whether the port completes a TLS handshake."""
+        sniff = asyncio.ensure_future(
+            tls_answers(address, self.port, self.options.timeouts.greeting)
+        )
+        try:
+            await asyncio.wait({greeting, sniff}, return_when=asyncio.FIRST_COMPLETED)
+            return not greeting.done() and await sniff
+        finally:
+            _discard(sniff)
 
     async def _switch_to_tls(self, address: str) -> None:
         """A port of no fixed convention turned out to speak implicit TLS."""
@@ -371,6 +378,12 @@ class _SmtpProbe:
                 await self.smtp.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             pass
+
+
+def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel a task whose outcome no longer matters, and swallow that outcome."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _first_line(text: Any) -> str | None:
