@@ -1,5 +1,13 @@
 """preflight: catch bad email accounts before they are submitted.
 
+    >>> import preflight
+    >>> report = preflight.check_sync(payload)          # a save-account body (dict)
+    >>> report.ok, [(c.name, c.code) for c in report.checks]
+
+``check_account`` is the async form, ``check_many`` checks many accounts with
+bounded concurrency and yields reports as they finish, ``CheckOptions`` holds the
+deadline, trust and resolver settings, and ``Code`` the contract's codes.
+
 The public API is imported lazily (PEP 562), so that ``import preflight`` and the
 ``preflight --help`` entry point stay fast: the payload model pulls in
 email-validator, and the probes asyncio, ssl and the protocol libraries.
@@ -15,6 +23,7 @@ __all__ = [
     "Account",
     "AccountReport",
     "AccountType",
+    "CheckOptions",
     "CheckResult",
     "Code",
     "InputError",
@@ -23,6 +32,10 @@ __all__ = [
     "RawAccount",
     "Secret",
     "Status",
+    "Timeouts",
+    "check_account",
+    "check_many",
+    "check_sync",
     "parse_account",
     "read_accounts",
     "validate",
@@ -44,13 +57,19 @@ _WHERE = {
     "read_accounts": "preflight.reader",
     "Secret": "preflight.secret",
     "validate": "preflight.runner",
+    "check_account": "preflight.runner",
+    "check_many": "preflight.runner",
+    "check_sync": "preflight.runner",
+    "CheckOptions": "preflight.options",
+    "Timeouts": "preflight.options",
 }
 
 if TYPE_CHECKING:
+    from preflight.options import CheckOptions, Timeouts
     from preflight.payload import FIELDS, Account, AccountType, Parsed, Problem, parse_account
     from preflight.reader import InputError, RawAccount, read_accounts
     from preflight.report import AccountReport, CheckResult, Code, Status
-    from preflight.runner import validate
+    from preflight.runner import check_account, check_many, check_sync, validate
     from preflight.secret import Secret
 
 

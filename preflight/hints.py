@@ -6,13 +6,6 @@ from preflight.report import Code
 
 __all__ = ["hint_for"]
 
-_OTHER_PORT = {
-    ("smtp", "ssl"): "587 with STARTTLS",
-    ("smtp", "plain"): "465 with SSL",
-    ("imap", "ssl"): "143 with STARTTLS",
-    ("imap", "plain"): "993 with SSL",
-}
-
 
 def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = "") -> str:
     """A one- or two-sentence hint for a failure of ``protocol`` at ``host:port``.
@@ -41,15 +34,16 @@ def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = ""
             "security mode the provider documents."
         )
     if code is Code.TLS_MODE_MISMATCH:
-        other = _OTHER_PORT.get((protocol, spoke), "the other port")
+        tls_port, starttls_port = ("465", "587") if protocol == "smtp" else ("993", "143")
         if spoke == "ssl":
             return (
-                f"Port {port} speaks clear text first (STARTTLS), not implicit TLS: use {other}, "
-                "or set the security to starttls."
+                f"Port {port} speaks clear text first, not implicit TLS: use STARTTLS on it "
+                f"(usual on {starttls_port}), or the provider's implicit-TLS port ({tls_port})."
             )
         return (
-            f"Port {port} speaks implicit TLS (SSL) from the first byte: use {other}, or set "
-            "the security to ssl."
+            f"Port {port} speaks implicit TLS (SSL) from the first byte, not clear text or "
+            f"STARTTLS: use SSL on it (usual on {tls_port}), or the provider's STARTTLS port "
+            f"({starttls_port})."
         )
     if code is Code.STARTTLS_UNSUPPORTED:
         return (
@@ -79,6 +73,11 @@ def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = ""
             "that the host and port are the mail server's."
         )
     if code is Code.AUTH_UNSUPPORTED:
+        if protocol == "imap":
+            return (
+                "The IMAP server offers no login mechanism preflight can use: check that IMAP "
+                "access is enabled for the account, and the port the provider documents."
+            )
         return (
             "The server offers no login mechanism preflight can use: on port 25 servers often "
             "take no logins at all; use the submission port (587) the provider documents."

@@ -161,6 +161,7 @@ class _SmtpProbe:
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise self.translate(exc) from None
         await self.quit()
+        details.setdefault("tls_version", None)  # the contract's key, also in clear text
         security = details["security"]
         tls = f", {details['tls_version']}" if details.get("tls_version") else ""
         return self.state.passed(

@@ -517,6 +517,7 @@ async def test_xoauth2_success(start_stub: StartStub, stub_ca_file: str) -> None
     )
     assert result.status is Status.PASS
     assert result.details["auth_mechanism"] == "XOAUTH2"
+    assert [c.split()[:2] for c in auth_commands(stub)] == [["AUTH", "XOAUTH2"]]
 
 
 async def test_xoauth2_failure_does_not_hang(start_stub: StartStub, stub_ca_file: str) -> None:

@@ -1,0 +1,343 @@
+"""`preflight check` end to end, in a real process, against the real local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import preflight
+from fixtures.stack import Stack
+from preflight.options import CheckOptions, Timeouts
+
+CANARY = "CANARY-cli-3q8w"
+
+
+def needs_postfix(stack: Stack) -> None:
+    if "postfix" in stack.unavailable:
+        pytest.skip(stack.unavailable["postfix"])
+
+
+def payload(stack: Stack, **changes: Any) -> dict[str, Any]:
+    user, password = stack.credentials()
+    body = {
+        "from_name": "Alice",
+        "from_email": user,
+        "user_name": user,
+        "password": password,
+        "smtp_host": stack.mail_host,
+        "smtp_port": 587,
+        "imap_host": stack.mail_host,
+        "imap_port": 993,
+        "warmup_enabled": True,
+        "total_warmup_per_day": 15,
+        "max_email_per_day": 40,
+    }
+    body.update(changes)
+    return body
+
+
+def local_flags(stack: Stack) -> list[str]:
+    host, port = stack.dns
+    return ["--ca-file", str(stack.ca_file), "--dns-server", f"{host}:{port}", "--dns-for-hosts"]
+
+
+def options(stack: Stack, **changes: Any) -> CheckOptions:
+    host, port = stack.dns
+    return CheckOptions(
+        ca_file=str(stack.ca_file),
+        dns_server=f"{host}:{port}",
+        resolve_hosts_with_dns_server=True,
+        **changes,
+    )
+
+
+def run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "preflight", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+        check=False,
+    )
+
+
+def write_jsonl(path: Path, bodies: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    return path
+
+
+def test_good_account_passes_every_check(stack: Stack, tmp_path: Path) -> None:
+    """A good account: exit 0, and payload, mx, smtp, imap all pass with TLS details."""
+    needs_postfix(stack)
+    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack)])
+    done = run("check", str(accounts), "--format", "jsonl", *local_flags(stack))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    # The payload warns only that .test is a domain reserved for testing.
+    assert [(c["name"], c["status"]) for c in report["checks"]] == [
+        ("payload", "warn"),
+        ("mx", "pass"),
+        ("smtp", "pass"),
+        ("imap", "pass"),
+    ]
+    assert [w["field"] for w in report["checks"][0]["details"]["warnings"]] == ["from_email"]
+    for check in report["checks"][2:]:
+        assert check["details"]["security"] in ("ssl", "starttls")
+        assert check["details"]["tls_version"].startswith("TLSv1")
+        assert check["details"]["auth_mechanism"]
+    assert stack.credentials()[1] not in done.stdout + done.stderr
+
+
+def test_mixed_file_reports_each_and_exits_1(stack: Stack, tmp_path: Path) -> None:
+    """Good, wrong-password and invalid accounts: exit 1, each reported; no canary shown."""
+    needs_postfix(stack)
+    bodies = [
+        payload(stack),
+        payload(stack, password=CANARY, smtp_port=465),
+        payload(stack, password=CANARY, smtp_port=70000, type="YAHOO"),
+        payload(stack, from_email=f"x@{stack.domains['nxdomain']}", password=CANARY),
+    ]
+    accounts = write_jsonl(tmp_path / "a.jsonl", bodies)
+    for fmt in ("json", "jsonl", "text"):
+        done = run("check", str(accounts), "--format", fmt, *local_flags(stack))
+        assert done.returncode == 1
+        assert CANARY not in done.stdout + done.stderr
+    document = json.loads(
+        run("check", str(accounts), "--format", "json", *local_flags(stack)).stdout
+    )
+    reports = document["accounts"]
+    assert document["ok"] is False
+    assert [r["index"] for r in reports] == [0, 1, 2, 3]  # json keeps input order
+    codes = [{c["name"]: c["code"] for c in r["checks"]} for r in reports]
+    assert codes[0] == {"payload": "ok", "mx": "ok", "smtp": "ok", "imap": "ok"}
+    assert codes[1]["smtp"] == "auth_failed"
+    assert codes[1]["imap"] == "auth_failed"
+    assert codes[2] == {
+        "payload": "payload_invalid",
+        "mx": "skipped",
+        "smtp": "skipped",
+        "imap": "skipped",
+    }
+    assert codes[3]["mx"] == "dns_nxdomain"
+
+
+def test_text_report_shows_hints(stack: Stack, tmp_path: Path) -> None:
+    """The text table shows the failing check, its code and its hint."""
+    needs_postfix(stack)
+    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack, password=CANARY)])
+    done = run("check", str(accounts), *local_flags(stack))
+    assert done.returncode == 1
+    assert "smtp    fail  auth_failed" in done.stdout
+    assert "hint: " in done.stdout
+    assert "1 account: 0 passed, 1 failed" in done.stdout
+    assert "\x1b[" not in done.stdout  # NO_COLOR, and not a terminal
+
+
+def test_account_from_flags_with_password_env(stack: Stack) -> None:
+    """One account from flags, the password from an environment variable."""
+    needs_postfix(stack)
+    user, password = stack.credentials()
+    done = run(
+        "check",
+        "--host",
+        stack.mail_host,
+        "--port",
+        "465",
+        "--imap-host",
+        stack.mail_host,
+        "--imap-port",
+        "143",
+        "--user",
+        user,
+        "--password-env",
+        "PW",
+        "--format",
+        "jsonl",
+        *local_flags(stack),
+        env={"PW": password},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["account"] == user
+    assert [c["details"].get("security") for c in report["checks"][2:]] == ["ssl", "starttls"]
+
+
+def test_account_from_flags_password_file_and_no_imap(stack: Stack, tmp_path: Path) -> None:
+    """--password-file works; without --imap-host the IMAP check is skipped."""
+    needs_postfix(stack)
+    user, password = stack.credentials()
+    secret = tmp_path / "pw"
+    secret.write_text(password + "\n")
+    done = run(
+        "check",
+        "--host",
+        stack.mail_host,
+        "--user",
+        user,
+        "--password-file",
+        str(secret),
+        "--format",
+        "jsonl",
+        *local_flags(stack),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    imap = json.loads(done.stdout)["checks"][3]
+    assert (imap["status"], imap["code"]) == ("skip", "skipped")
+
+
+def test_no_password_source_is_usage_error(stack: Stack) -> None:
+    """Without a password source and without a terminal: exit 2 naming the options."""
+    done = run("check", "--host", stack.mail_host, "--user", "a@b.test", stdin="")
+    assert done.returncode == 2
+    assert "--password-env" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_stdin_hook_pattern(stack: Stack) -> None:
+    """`preflight check - < account.json && ...`: the exit status gates the next step."""
+    needs_postfix(stack)
+    good = run("check", "-", *local_flags(stack), stdin=json.dumps(payload(stack)))
+    bad = run("check", "-", *local_flags(stack), stdin=json.dumps(payload(stack, password=CANARY)))
+    assert (good.returncode, bad.returncode) == (0, 1)
+    assert CANARY not in bad.stdout + bad.stderr
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[float]]]:
+    """A TCP port that accepts and records connections, and never says a word."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted: list[float] = []
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            accepted.append(time.monotonic())
+            held.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_invalid_payload_contacts_nothing(
+    stack: Stack, listener: tuple[int, list[float]], tmp_path: Path
+) -> None:
+    """An invalid payload skips every network check: the server sees no connection."""
+    port, accepted = listener
+    body = payload(
+        stack,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        imap_host="127.0.0.1",
+        imap_port=port,
+        smtp_prot=port,
+    )
+    done = run("check", "-", "--format", "jsonl", *local_flags(stack), stdin=json.dumps(body))
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["checks"][0]["code"] == "payload_invalid"
+    assert accepted == []
+
+
+def test_silent_servers_cannot_hold_past_deadline(
+    stack: Stack, listener: tuple[int, list[float]]
+) -> None:
+    """Servers that never speak: the account's report comes within --timeout + 1 s."""
+    port, accepted = listener
+    body = payload(
+        stack, smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port
+    )
+    started = time.monotonic()
+    done = run(
+        "check",
+        "-",
+        "--format",
+        "jsonl",
+        "--timeout",
+        "3",
+        *local_flags(stack),
+        stdin=json.dumps(body),
+    )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["checks"][2]["code"] in ("greeting_timeout", "timeout")
+    assert report["checks"][3]["code"] in ("greeting_timeout", "timeout")
+    assert len(accepted) >= 2
+    assert elapsed < 3 + 1 + 1.5  # the deadline, its 1 s allowance, and interpreter start
+
+
+def test_check_sync_library_hook(stack: Stack) -> None:
+    """preflight.check_sync(payload) returns a report with .ok, for hooks in other tools."""
+    needs_postfix(stack)
+    good = preflight.check_sync(payload(stack), options(stack))
+    bad = preflight.check_sync(payload(stack, password=CANARY), options(stack))
+    assert good.ok is True
+    assert bad.ok is False
+    assert bad.check("smtp").code is preflight.Code.AUTH_FAILED
+    assert CANARY not in repr(bad) + json.dumps(bad.to_dict())
+
+
+@pytest.mark.asyncio
+async def test_probes_run_side_by_side(stack: Stack) -> None:
+    """One account's wall time is close to its slowest probe, not the sum of them."""
+    needs_postfix(stack)
+    report = await preflight.check_account(payload(stack), options(stack))
+    assert report.ok
+    probes = [report.check(name).elapsed_ms for name in ("mx", "smtp", "imap")]
+    total = sum(probes)
+    started = time.perf_counter()
+    await preflight.check_account(payload(stack), options(stack))
+    wall_ms = (time.perf_counter() - started) * 1000
+    assert wall_ms < max(probes) + 0.5 * (total - max(probes)) + 50
+
+
+@pytest.mark.asyncio
+async def test_check_many_bounded_and_streaming(stack: Stack) -> None:
+    """check_many yields one report per account, each once, under a concurrency bound."""
+    needs_postfix(stack)
+    bodies = [payload(stack) if i % 2 else payload(stack, password=CANARY) for i in range(8)]
+    seen = [
+        (report.index, report.ok)
+        async for report in preflight.check_many(bodies, options(stack), concurrency=3)
+    ]
+    assert sorted(seen) == [(i, bool(i % 2)) for i in range(8)]
+
+
+@pytest.mark.asyncio
+async def test_check_sync_refuses_inside_a_loop() -> None:
+    """check_sync inside a running loop says to await check_account instead."""
+    with pytest.raises(RuntimeError, match="await check_account"):
+        preflight.check_sync({})
+    await asyncio.sleep(0)
+
+
+def test_deadline_options_are_one_object() -> None:
+    """Timeouts live in one object with a default for every step."""
+    assert CheckOptions().timeouts == Timeouts()
+    assert CheckOptions().timeout == 30
