@@ -335,7 +335,11 @@ def _run_check(
     async def run(items: Any) -> None:
         nonlocal failed
         async for report in check_many(
-            items, options, concurrency=flags["concurrency"], ordered=output_format == "json"
+            # jsonl streams each report as it is done; text and json keep input order.
+            items,
+            options,
+            concurrency=flags["concurrency"],
+            ordered=output_format != "jsonl",
         ):
             writer.write(report)
             failed = failed or not report.ok

@@ -20,8 +20,8 @@ def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = ""
         )
     if code is Code.CONNECT_REFUSED:
         return (
-            f"Nothing accepts connections on {host}:{port}: check {protocol}_port (SMTP: 587 or "
-            "465; IMAP: 993 or 143) and the host name."
+            f"Nothing accepts connections on {host}:{port}: check {protocol}_port (usually "
+            f"{'587 or 465' if protocol == 'smtp' else '993 or 143'}) and {field}."
         )
     if code is Code.CONNECT_TIMEOUT:
         return (

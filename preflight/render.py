@@ -149,7 +149,12 @@ class TextWriter:
             problems = check.details.get(key) or []
             if len(problems) > 1 or (problems and problems[0]["message"] != check.message):
                 lines.extend(f"      {mark} {problem['message']}" for problem in problems)
-        if check.hint and check.hint != check.message:
+        shown = {check.message} | {
+            problem["message"]
+            for key in ("errors", "warnings")
+            for problem in check.details.get(key) or []
+        }
+        if check.hint and check.hint not in shown:
             lines.append(f"      hint: {check.hint}")
         return lines
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import ssl
 import time
@@ -261,14 +262,20 @@ class Stub:
     close_after_greeting: bool = False
     slow_greeting: bool = False
     commands: list[str] = field(default_factory=list)
+    sessions: set[asyncio.Task[Any]] = field(default_factory=set)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.sessions.add(task)
         try:
             await self._session(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         finally:
             writer.close()
+            with contextlib.suppress(ConnectionError, ssl.SSLError):
+                await writer.wait_closed()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.greet:
@@ -325,9 +332,11 @@ StartStub = Callable[..., Awaitable[tuple[Stub, int]]]
 @pytest_asyncio.fixture
 async def start_stub(stub_tls: ssl.SSLContext) -> AsyncIterator[StartStub]:
     servers: list[asyncio.Server] = []
+    stubs: list[Stub] = []
 
     async def start(tls: bool = True, **kwargs: Any) -> tuple[Stub, int]:
         stub = Stub(**kwargs)
+        stubs.append(stub)
         server = await asyncio.start_server(
             stub.handle, "127.0.0.1", 0, ssl=stub_tls if tls else None
         )
@@ -337,6 +346,11 @@ async def start_stub(stub_tls: ssl.SSLContext) -> AsyncIterator[StartStub]:
     yield start
     for server in servers:
         server.close()
+    # Sessions end when the probe hangs up; let them finish rather than cancel them.
+    sessions = {task for stub in stubs for task in stub.sessions}
+    if sessions:
+        await asyncio.wait(sessions, timeout=5)
+    for server in servers:
         await server.wait_closed()
 
 

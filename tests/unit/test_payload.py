@@ -266,11 +266,11 @@ def test_signature_may_span_lines() -> None:
     assert errors_of(good(signature="<p>Hi</p>\r\n<p>Bye</p>")) == {}
 
 
-def test_test_domain_is_a_warning() -> None:
-    """An RFC 6761 .test domain is accepted with a warning."""
+def test_test_domain_is_accepted() -> None:
+    """An RFC 6761 .test domain (the local test servers') is valid syntax."""
     parsed = parse_account(good(from_email="a@mail.preflight.test"))
     assert parsed.errors == []
-    assert [w.field for w in parsed.warnings] == ["from_email"]
+    assert parsed.warnings == []
 
 
 def test_not_an_object() -> None:
