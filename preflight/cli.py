@@ -8,6 +8,7 @@ This is the only module that prints.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
@@ -101,6 +102,81 @@ def validate(accounts: str | None, output_format: str, input_format: str) -> Non
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+_CHECK_OPTIONS = [
+    click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json", "jsonl"]),
+        default="text",
+        show_default=True,
+        help=_FORMAT_HELP,
+    ),
+    click.option(
+        "--input-format",
+        type=click.Choice(["auto", "json", "jsonl", "csv"]),
+        default="auto",
+        show_default=True,
+        help=_INPUT_FORMAT_HELP,
+    ),
+    click.option(
+        "--ca-file",
+        type=click.Path(exists=True, dir_okay=False),
+        metavar="PEM",
+        help="Certificates to trust besides the system store.",
+    ),
+    click.option(
+        "--insecure", is_flag=True, help="Do not verify certificates (the report says so)."
+    ),
+    click.option(
+        "--dns-server",
+        metavar="HOST[:PORT]",
+        help="Resolver for the DNS checks (MX) instead of the system's.",
+    ),
+    click.option(
+        "--dns-for-hosts",
+        is_flag=True,
+        help="Resolve the SMTP and IMAP host names with --dns-server too.",
+    ),
+    click.option(
+        "--timeout",
+        type=click.FloatRange(0.5, 3600),
+        default=30.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Deadline for one account's whole check.",
+    ),
+    click.option(
+        "--allow-plaintext-auth",
+        is_flag=True,
+        help="Permit sending credentials over an unencrypted connection.",
+    ),
+    click.option(
+        "--smtp-security",
+        type=click.Choice(["ssl", "starttls", "plain"]),
+        help="SMTP security mode, instead of the port's convention.",
+    ),
+    click.option(
+        "--imap-security",
+        type=click.Choice(["ssl", "starttls", "plain"]),
+        help="IMAP security mode, instead of the port's convention.",
+    ),
+    click.option(
+        "--concurrency",
+        type=click.IntRange(1, 10_000),
+        default=20,
+        show_default=True,
+        help="Accounts checked at the same time.",
+    ),
+]
+
+
+def _check_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every command that checks accounts shares."""
+    for option in reversed(_CHECK_OPTIONS):
+        command = option(command)
+    return command
+
+
 _CHECK_HELP = """Check accounts for real: payload, MX records, SMTP and IMAP logins.
 
 ACCOUNTS is a file of accounts (JSON object, JSON array, JSON Lines or CSV with
@@ -155,74 +231,23 @@ Examples:
     metavar="PATH",
     help="Read the password from the first line of PATH.",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json", "jsonl"]),
-    default="text",
-    show_default=True,
-    help=_FORMAT_HELP,
-)
-@click.option(
-    "--input-format",
-    type=click.Choice(["auto", "json", "jsonl", "csv"]),
-    default="auto",
-    show_default=True,
-    help=_INPUT_FORMAT_HELP,
-)
-@click.option(
-    "--ca-file",
-    type=click.Path(exists=True, dir_okay=False),
-    metavar="PEM",
-    help="Certificates to trust besides the system store.",
-)
-@click.option("--insecure", is_flag=True, help="Do not verify certificates (the report says so).")
-@click.option(
-    "--dns-server",
-    metavar="HOST[:PORT]",
-    help="Resolver for the DNS checks (MX) instead of the system's.",
-)
-@click.option(
-    "--dns-for-hosts",
-    is_flag=True,
-    help="Resolve the SMTP and IMAP host names with --dns-server too.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.5, 3600),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Deadline for one account's whole check.",
-)
-@click.option(
-    "--allow-plaintext-auth",
-    is_flag=True,
-    help="Permit sending credentials over an unencrypted connection.",
-)
-@click.option(
-    "--smtp-security",
-    type=click.Choice(["ssl", "starttls", "plain"]),
-    help="SMTP security mode, instead of the port's convention.",
-)
-@click.option(
-    "--imap-security",
-    type=click.Choice(["ssl", "starttls", "plain"]),
-    help="IMAP security mode, instead of the port's convention.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 10_000),
-    default=20,
-    show_default=True,
-    help="Accounts checked at the same time.",
-)
+@_check_options
 def check(accounts: str | None, **flags: Any) -> None:
     if accounts is not None:
         given = [name for name in _ACCOUNT_FLAGS if flags.get(name)]
         if given:
             names = ", ".join("--" + name.replace("_", "-") for name in given)
             raise click.UsageError(f"{names}: give account flags or ACCOUNTS, not both")
+    options = _options(flags, check_imap=accounts is not None or bool(flags["imap_host"]))
+    if accounts is None:
+        payload = _payload_from_flags(flags)
+        _run_check(None, [payload], options, flags)
+    else:
+        _run_check(accounts, None, options, flags)
+
+
+def _options(flags: dict[str, Any], *, check_imap: bool = True) -> Any:
+    """The library's CheckOptions from the shared flags."""
     from preflight.options import CheckOptions, parse_server
 
     if flags["dns_server"]:
@@ -232,7 +257,7 @@ def check(accounts: str | None, **flags: Any) -> None:
             raise click.BadParameter(
                 "expected HOST or HOST:PORT", param_hint="--dns-server"
             ) from None
-    options = CheckOptions(
+    return CheckOptions(
         timeout=flags["timeout"],
         ca_file=flags["ca_file"],
         insecure=flags["insecure"],
@@ -241,13 +266,8 @@ def check(accounts: str | None, **flags: Any) -> None:
         allow_plaintext_auth=flags["allow_plaintext_auth"],
         smtp_security=flags["smtp_security"],
         imap_security=flags["imap_security"],
-        check_imap=accounts is not None or bool(flags["imap_host"]),
+        check_imap=check_imap,
     )
-    if accounts is None:
-        payload = _payload_from_flags(flags)
-        _run_check(None, [payload], options, flags)
-    else:
-        _run_check(accounts, None, options, flags)
 
 
 _ACCOUNT_FLAGS = (
@@ -359,6 +379,167 @@ def _run_check(
         raise
     writer.close()
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+_SUBMIT_HELP = """Check accounts, then save only the verified ones to SmartLead.
+
+ACCOUNTS is a file of accounts, as for check (- for standard input). Every account
+is checked exactly as `preflight check` does; those that pass are POSTed to
+/email-accounts/save, within SmartLead's rate limits; the others are listed with
+their codes and hints and are not sent.
+
+Every outcome is appended to a journal (--journal; by default ACCOUNTS with
+.journal.jsonl added). Interrupt the run at any point and run the same command
+again: accounts already saved are not sent again, and an account whose earlier
+POST had an unknown outcome (timeout, dropped connection, 5xx) is looked up on
+the platform before it is sent, so no account is created twice.
+
+The API key comes from the SMARTLEAD_API_KEY environment variable or
+--api-key-file; it never goes on the command line, and is never printed.
+
+\b
+Exit status: 0 every account was verified and saved (or had been),
+             1 some account failed its check or was not saved,
+             2 bad usage, unreadable input, or the API key was refused.
+
+\b
+Examples:
+  SMARTLEAD_API_KEY=... preflight submit accounts.csv
+  preflight submit --dry-run accounts.csv
+  preflight submit --api-key-file ~/.smartlead-key --format jsonl accounts.jsonl
+"""
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS, help=_SUBMIT_HELP)
+@click.argument("accounts", metavar="ACCOUNTS")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check, and show what would be sent (secrets masked); send nothing.",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Read the API key from the first line of PATH (else SMARTLEAD_API_KEY).",
+)
+@click.option(
+    "--base-url",
+    default="https://server.smartlead.ai/api/v1",
+    show_default=True,
+    metavar="URL",
+    help="The API's base URL (a proxy, or a test server).",
+)
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="The journal of outcomes, for resuming.  [default: ACCOUNTS.journal.jsonl]",
+)
+@click.option(
+    "--rate-per-minute",
+    type=click.IntRange(1, 100_000),
+    default=60,
+    show_default=True,
+    help="Saves per minute at most.",
+)
+@click.option(
+    "--burst",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="Saves per second at most.",
+)
+@_check_options
+def submit(accounts: str, **flags: Any) -> None:
+    import asyncio
+    from pathlib import Path
+
+    from preflight.journal import Journal
+    from preflight.reader import InputError, open_accounts, read_accounts
+    from preflight.render import make_writer, use_color
+    from preflight.smartlead import RateLimit, SmartLeadClient, Unauthorized
+    from preflight.submit import submit_many
+
+    options = _options(flags)
+    key = None if flags["dry_run"] else _api_key(flags["api_key_file"])
+    if flags["journal_path"]:
+        journal_path = Path(flags["journal_path"])
+    elif accounts == "-":
+        journal_path = Path("preflight-submit.journal.jsonl")
+    else:
+        journal_path = Path(accounts + ".journal.jsonl")
+    journal = Journal(journal_path)
+    out = sys.stdout
+    writer = make_writer(flags["output_format"], out, color=use_color(out), submit=True)
+    all_ok = True
+
+    async def run(items: Any) -> None:
+        nonlocal all_ok
+        from preflight.secret import Secret
+
+        client = SmartLeadClient(
+            key or Secret(""),
+            flags["base_url"],
+            rate_limit=RateLimit(flags["rate_per_minute"], flags["burst"]),
+        )
+        try:
+            async for record in submit_many(
+                items,
+                options,
+                client,
+                journal,
+                concurrency=flags["concurrency"],
+                dry_run=flags["dry_run"],
+            ):
+                writer.write(record)
+                all_ok = all_ok and record.ok
+        finally:
+            await client.aclose()
+
+    try:
+        with open_accounts(accounts) as stream:
+            source = "<stdin>" if accounts == "-" else accounts
+            asyncio.run(run(read_accounts(stream, source=source, fmt=flags["input_format"])))
+    except InputError as exc:
+        _abandon(writer)
+        raise InputProblem(str(exc)) from None
+    except Unauthorized as exc:
+        _abandon(writer)
+        raise InputProblem(
+            f"{exc}. Nothing more was sent; the journal keeps what was done."
+        ) from None
+    except BaseException:
+        _abandon(writer)
+        raise
+    finally:
+        journal.close()
+    writer.close()
+    sys.exit(EXIT_OK if all_ok else EXIT_FAILED)
+
+
+def _api_key(path: str | None) -> Any:
+    """The API key, from a file or SMARTLEAD_API_KEY; never from a flag value."""
+    import os
+
+    from preflight.secret import Secret
+
+    if path:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                value = handle.readline().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputProblem(f"{path}: cannot read the API key file ({exc})") from None
+        if not value:
+            raise InputProblem(f"{path}: the API key file is empty")
+        return Secret(value)
+    value = os.environ.get("SMARTLEAD_API_KEY", "").strip()
+    if not value:
+        raise click.UsageError(
+            "no API key: set SMARTLEAD_API_KEY or give --api-key-file PATH (or use --dry-run)"
+        )
+    return Secret(value)
 
 
 def _abandon(writer: Writer) -> None:

@@ -17,17 +17,29 @@ import json
 import os
 import tempfile
 from collections import Counter
-from typing import Final, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 
 from preflight.report import AccountReport, CheckResult, Status
+
+if TYPE_CHECKING:
+    from preflight.submit import SubmitRecord
 
 __all__ = ["OUTPUT_FORMATS", "JsonLinesWriter", "JsonWriter", "TextWriter", "Writer", "use_color"]
 
 OUTPUT_FORMATS: Final = ("text", "json", "jsonl")
 
 
+class Reportable(Protocol):
+    """What the JSON writers need: an account report, or a submit record."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 class Writer(Protocol):
-    def write(self, report: AccountReport) -> None: ...
+    def write(self, report: Any) -> None: ...
 
     def close(self) -> None: ...
 
@@ -42,7 +54,7 @@ def use_color(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def _dumps(report: AccountReport) -> str:
+def _dumps(report: Reportable) -> str:
     return json.dumps(report.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
 
@@ -52,7 +64,7 @@ class JsonLinesWriter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def write(self, report: AccountReport) -> None:
+    def write(self, report: Reportable) -> None:
         self.out.write(_dumps(report) + "\n")
         self.out.flush()
 
@@ -75,7 +87,7 @@ class JsonWriter:
             max_size=8 << 20, mode="w+", encoding="utf-8"
         )
 
-    def write(self, report: AccountReport) -> None:
+    def write(self, report: Reportable) -> None:
         if self.count:
             self._spool.write(",\n")
         self._spool.write(_dumps(report))
@@ -184,12 +196,78 @@ def _worst(report: AccountReport) -> Status:
     return Status.PASS
 
 
-def make_writer(fmt: str, out: TextIO, *, color: bool = False) -> Writer:
+class SubmitTextWriter:
+    """One line per account submitted (more for failures), and a summary."""
+
+    _WORDS: Final = {
+        "saved": ("SAVED", Status.PASS),
+        "already_saved": ("DONE", Status.PASS),
+        "dry_run": ("READY", Status.PASS),
+        "failed_check": ("HELD", Status.FAIL),
+        "rejected": ("REJECTED", Status.FAIL),
+        "unknown": ("UNKNOWN", Status.WARN),
+        "not_sent": ("NOT SENT", Status.FAIL),
+    }
+
+    def __init__(self, out: TextIO, *, color: bool = False) -> None:
+        self.out = out
+        self.color = color
+        self.counts: Counter[str] = Counter()
+        self.codes: Counter[str] = Counter()
+        self.checks = TextWriter(out, color=color, summary=False)
+
+    def write(self, record: SubmitRecord) -> None:
+        self.counts[record.verdict] += 1
+        word, status = self._WORDS.get(record.verdict, (record.verdict.upper(), Status.WARN))
+        label = record.account if record.account is not None else "(no from_email)"
+        where = f"#{record.index}" + (f", line {record.line}" if record.line is not None else "")
+        styled = self.checks._style(f"{word:<8}", status, bold=True)
+        lines = [f"{styled}  {label}  ({where})  {record.message}"]
+        lines.extend(f"          ! {text}" for text in record.disagreement)
+        if record.verdict == "failed_check" and record.report is not None:
+            for check in record.report.checks:
+                if check.status is Status.FAIL:
+                    self.codes[check.code.value] += 1
+                    lines.extend("  " + line for line in self.checks._check_lines(check))
+        if record.payload is not None:
+            import json
+
+            lines.append("          " + json.dumps(record.payload, ensure_ascii=False))
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+
+    def discard(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        total = sum(self.counts.values())
+        parts = [
+            f"{self.counts[v]} {v.replace('_', ' ')}" for v in _VERDICT_ORDER if self.counts[v]
+        ]
+        noun = "account" if total == 1 else "accounts"
+        self.out.write(f"\n{total} {noun}: {', '.join(parts) or 'none'}\n")
+        for code, count in self.codes.most_common():
+            self.out.write(f"  {count:>6}  {code}\n")
+        self.out.flush()
+
+
+_VERDICT_ORDER: Final = (
+    "saved",
+    "already_saved",
+    "dry_run",
+    "failed_check",
+    "rejected",
+    "unknown",
+    "not_sent",
+)
+
+
+def make_writer(fmt: str, out: TextIO, *, color: bool = False, submit: bool = False) -> Writer:
     """The writer for an output format name."""
     if fmt == "json":
         return JsonWriter(out)
     if fmt == "jsonl":
         return JsonLinesWriter(out)
     if fmt == "text":
-        return TextWriter(out, color=color)
+        return SubmitTextWriter(out, color=color) if submit else TextWriter(out, color=color)
     raise ValueError(f"unknown output format {fmt!r}")

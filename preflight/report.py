@@ -9,7 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from preflight.payload import Account
 
 __all__ = ["CHECK_NAMES", "AccountReport", "CheckResult", "Code", "Status", "skipped"]
 
@@ -97,6 +100,8 @@ class AccountReport:
     account: str | None
     checks: tuple[CheckResult, ...]
     line: int | None = None
+    #: The valid payload that was checked (secrets masked in any repr); not reported.
+    validated: Account | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

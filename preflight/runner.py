@@ -188,7 +188,7 @@ async def check_account(
         smtp.result(),
         imap.result() if imap is not None else skipped("imap", "not run: no IMAP host given"),
     )
-    return AccountReport(raw.index, label, checks, raw.line)
+    return AccountReport(raw.index, label, checks, raw.line, account)
 
 
 async def check_many(
