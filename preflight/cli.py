@@ -7,9 +7,11 @@ This is the only module that prints.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import click
 
@@ -103,6 +105,22 @@ def validate(accounts: str | None, output_format: str, input_format: str) -> Non
 
 
 _CHECK_OPTIONS = [
+    click.option(
+        "--per-host",
+        type=click.IntRange(1, 10_000),
+        default=5,
+        show_default=True,
+        help="Connections open at once to one server host (500 accounts on one provider "
+        "must not look like an attack).",
+    ),
+    click.option(
+        "--output",
+        "-o",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Write the reports to FILE, as they come, instead of standard output.",
+    ),
+    click.option("--quiet", "-q", is_flag=True, help="No progress line on the terminal."),
     click.option(
         "--format",
         "output_format",
@@ -344,41 +362,104 @@ def _run_check(
     import asyncio
 
     from preflight.reader import InputError, open_accounts, read_accounts
-    from preflight.render import make_writer, use_color
     from preflight.runner import check_many
 
-    out = sys.stdout
     output_format = flags["output_format"]
-    writer = make_writer(output_format, out, color=use_color(out))
-    failed = False
+    with _output(flags) as out:
+        writer, progress = _writer_and_progress(flags, out, accounts)
+        failed = False
 
-    async def run(items: Any) -> None:
-        nonlocal failed
-        async for report in check_many(
-            # jsonl streams each report as it is done; text and json keep input order.
-            items,
-            options,
-            concurrency=flags["concurrency"],
-            ordered=output_format != "jsonl",
-        ):
-            writer.write(report)
-            failed = failed or not report.ok
+        async def run(items: Any) -> None:
+            nonlocal failed
+            async for report in check_many(
+                items,
+                options,
+                concurrency=flags["concurrency"],
+                per_host=flags["per_host"],
+                # jsonl streams each report as it is done; text and json keep input order.
+                ordered=output_format != "jsonl",
+            ):
+                if progress is not None:
+                    progress.clear()
+                writer.write(report)
+                failed = failed or not report.ok
+                if progress is not None:
+                    progress.update(report.ok)
 
-    try:
-        if accounts is None:
-            asyncio.run(run(payloads))
-        else:
-            with open_accounts(accounts) as stream:
-                source = "<stdin>" if accounts == "-" else accounts
-                asyncio.run(run(read_accounts(stream, source=source, fmt=flags["input_format"])))
-    except InputError as exc:
-        _abandon(writer)
-        raise InputProblem(str(exc)) from None
-    except BaseException:
-        _abandon(writer)
-        raise
-    writer.close()
+        try:
+            if accounts is None:
+                asyncio.run(run(payloads))
+            else:
+                with open_accounts(accounts) as stream:
+                    source = "<stdin>" if accounts == "-" else accounts
+                    items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                    asyncio.run(run(items))
+        except InputError as exc:
+            _abandon(writer, progress)
+            raise InputProblem(str(exc)) from None
+        except KeyboardInterrupt:
+            # No new work was started after the signal; the checks in flight were
+            # cancelled and their connections closed. Keep what is done.
+            _interrupted(writer, progress)
+        except BaseException:
+            _abandon(writer, progress)
+            raise
+        if progress is not None:
+            progress.clear()
+        writer.close()
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@contextlib.contextmanager
+def _output(flags: dict[str, Any]) -> Iterator[TextIO]:
+    """Standard output, or the --output file (written as reports come)."""
+    path = flags.get("output")
+    if not path:
+        yield sys.stdout
+        return
+    try:
+        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise InputProblem(f"{path}: cannot write the output file ({exc.strerror})") from None
+    with handle:
+        yield handle
+
+
+def _writer_and_progress(
+    flags: dict[str, Any], out: TextIO, accounts: str | None, *, submit: bool = False
+) -> tuple[Writer, Any]:
+    from preflight.progress import Progress
+    from preflight.render import make_writer, use_color
+
+    writer = make_writer(flags["output_format"], out, color=use_color(out), submit=submit)
+    show = not flags.get("quiet") and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    if not show:
+        return writer, None
+    return writer, Progress(sys.stderr, _count_accounts(accounts))
+
+
+def _count_accounts(accounts: str | None) -> int | None:
+    """How many accounts a JSON Lines or CSV file holds (its non-blank lines), for
+    the progress line's ETA; None when it cannot be known cheaply."""
+    if accounts is None or accounts == "-":
+        return None
+    suffix = os.path.splitext(accounts)[1].lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv"):
+        return None
+    try:
+        with open(accounts, "rb") as handle:
+            lines = sum(1 for line in handle if line.strip())
+    except OSError:
+        return None
+    return lines - 1 if suffix == ".csv" else lines
+
+
+def _interrupted(writer: Writer, progress: Any) -> NoReturn:
+    if progress is not None:
+        progress.clear()
+    writer.close(interrupted=True)
+    click.echo("Interrupted: the reports of finished accounts were written.", err=True)
+    sys.exit(EXIT_INTERRUPTED)
 
 
 _SUBMIT_HELP = """Check accounts, then save only the verified ones to SmartLead.
@@ -458,7 +539,6 @@ def submit(accounts: str, **flags: Any) -> None:
 
     from preflight.journal import Journal
     from preflight.reader import InputError, open_accounts, read_accounts
-    from preflight.render import make_writer, use_color
     from preflight.smartlead import RateLimit, SmartLeadClient, Unauthorized
     from preflight.submit import submit_many
 
@@ -471,51 +551,61 @@ def submit(accounts: str, **flags: Any) -> None:
     else:
         journal_path = Path(accounts + ".journal.jsonl")
     journal = Journal(journal_path)
-    out = sys.stdout
-    writer = make_writer(flags["output_format"], out, color=use_color(out), submit=True)
-    all_ok = True
+    with _output(flags) as out:
+        writer, progress = _writer_and_progress(flags, out, accounts, submit=True)
+        all_ok = True
 
-    async def run(items: Any) -> None:
-        nonlocal all_ok
-        from preflight.secret import Secret
+        async def run(items: Any) -> None:
+            nonlocal all_ok
+            from preflight.secret import Secret
 
-        client = SmartLeadClient(
-            key or Secret(""),
-            flags["base_url"],
-            rate_limit=RateLimit(flags["rate_per_minute"], flags["burst"]),
-        )
+            client = SmartLeadClient(
+                key or Secret(""),
+                flags["base_url"],
+                rate_limit=RateLimit(flags["rate_per_minute"], flags["burst"]),
+            )
+            try:
+                async for record in submit_many(
+                    items,
+                    options,
+                    client,
+                    journal,
+                    concurrency=flags["concurrency"],
+                    per_host=flags["per_host"],
+                    dry_run=flags["dry_run"],
+                ):
+                    if progress is not None:
+                        progress.clear()
+                    writer.write(record)
+                    all_ok = all_ok and record.ok
+                    if progress is not None:
+                        progress.update(record.ok)
+            finally:
+                await client.aclose()
+
         try:
-            async for record in submit_many(
-                items,
-                options,
-                client,
-                journal,
-                concurrency=flags["concurrency"],
-                dry_run=flags["dry_run"],
-            ):
-                writer.write(record)
-                all_ok = all_ok and record.ok
+            with open_accounts(accounts) as stream:
+                source = "<stdin>" if accounts == "-" else accounts
+                items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                asyncio.run(run(items))
+        except InputError as exc:
+            _abandon(writer, progress)
+            raise InputProblem(str(exc)) from None
+        except Unauthorized as exc:
+            _abandon(writer, progress)
+            raise InputProblem(
+                f"{exc}. Nothing more was sent; the journal keeps what was done."
+            ) from None
+        except KeyboardInterrupt:
+            _interrupted(writer, progress)
+        except BaseException:
+            _abandon(writer, progress)
+            raise
         finally:
-            await client.aclose()
-
-    try:
-        with open_accounts(accounts) as stream:
-            source = "<stdin>" if accounts == "-" else accounts
-            asyncio.run(run(read_accounts(stream, source=source, fmt=flags["input_format"])))
-    except InputError as exc:
-        _abandon(writer)
-        raise InputProblem(str(exc)) from None
-    except Unauthorized as exc:
-        _abandon(writer)
-        raise InputProblem(
-            f"{exc}. Nothing more was sent; the journal keeps what was done."
-        ) from None
-    except BaseException:
-        _abandon(writer)
-        raise
-    finally:
-        journal.close()
-    writer.close()
+            journal.close()
+        if progress is not None:
+            progress.clear()
+        writer.close()
     sys.exit(EXIT_OK if all_ok else EXIT_FAILED)
 
 
@@ -542,8 +632,10 @@ def _api_key(path: str | None) -> Any:
     return Secret(value)
 
 
-def _abandon(writer: Writer) -> None:
+def _abandon(writer: Writer, progress: Any = None) -> None:
     """The run cannot finish: keep what was streamed, never half a JSON document."""
+    if progress is not None:
+        progress.clear()
     writer.discard()
 
 

@@ -2,10 +2,10 @@
 
     >>> from preflight.guard import AccountRejected, guard_sync
     >>> try:
-    ...     guard_sync(payload)                # a save-account body (dict)
+    ...     guard_sync(payload)        # a save-account body (dict)
     ... except AccountRejected as exc:
-    ...     print(exc)                         # preflight rejected bob@example.com: smtp auth_failed
-    ...     exc.report.to_dict()               # the whole report, as `preflight check` writes it
+    ...     print(exc)                 # preflight rejected bob@example.com: smtp auth_failed
+    ...     exc.report.to_dict()       # the whole report, as `preflight check` writes it
 
 :func:`guard` is the async form. Both return the :class:`~preflight.report.AccountReport`
 when the account passes (warnings allowed), so a caller can still look at it.
@@ -58,8 +58,14 @@ class AccountRejected(ValueError):
         return {c.name: c.code for c in self.report.checks if c.status is Status.FAIL}
 
     def __reduce__(self) -> tuple[type[AccountRejected], tuple[AccountReport]]:
-        # The default would call AccountRejected(<message>) on unpickling.
-        return (type(self), (self.report,))
+        # The default would call AccountRejected(<message>) on unpickling. Only the
+        # reported fields travel: anything else a report holds (the validated
+        # account, with its Secret fields) refuses pickling, and rightly so.
+        report = self.report
+        return (
+            type(self),
+            (AccountReport(report.index, report.account, report.checks, report.line),),
+        )
 
 
 def summary(report: AccountReport) -> str:

@@ -38,7 +38,8 @@ A check takes up to ``CheckOptions.timeout`` (30 s by default), outside httpx's
 own timeouts. An exception inside the check propagates and nothing is sent.
 Client settings such as ``verify``, ``proxy`` or ``http2`` belong to the inner
 transport once a transport is given: ``PreflightTransport(httpx.AsyncHTTPTransport(
-http2=True))``.
+http2=True))``. A ``proxy=`` or ``mounts=`` given to the *client* installs
+transports of its own, and what they route bypasses this one.
 
 :class:`SyncPreflightTransport` runs the check on an event loop of its own, so it
 works from any thread that has none running; from inside a running loop it
@@ -52,6 +53,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
@@ -88,10 +90,10 @@ class _MaskApiKey(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and "api_key" in record.msg.lower():
             record.msg = _KEY_IN_TEXT.sub(rf"\g<1>{MASK}", record.msg)
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            if any("api_key" in str(a).lower() for a in args):
-                record.args = tuple(_masked(a) for a in args)
+        if isinstance(record.args, Mapping):  # "%(name)s" formatting
+            record.args = {k: _masked(v) for k, v in record.args.items()}
+        elif record.args:
+            record.args = tuple(_masked(a) for a in record.args)
         return True
 
 

@@ -41,7 +41,7 @@ class Reportable(Protocol):
 class Writer(Protocol):
     def write(self, report: Any) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, *, interrupted: bool = False) -> None: ...
 
     def discard(self) -> None: ...
 
@@ -68,7 +68,7 @@ class JsonLinesWriter:
         self.out.write(_dumps(report) + "\n")
         self.out.flush()
 
-    def close(self) -> None:
+    def close(self, *, interrupted: bool = False) -> None:
         self.out.flush()
 
     def discard(self) -> None:
@@ -94,9 +94,13 @@ class JsonWriter:
         self.ok = self.ok and report.ok
         self.count += 1
 
-    def close(self) -> None:
+    def close(self, *, interrupted: bool = False) -> None:
+        """Write the document. When ``interrupted``, it holds the accounts finished so
+        far and says ``"interrupted": true`` (and ``ok`` is false)."""
         self._spool.seek(0)
-        self.out.write('{"ok": ' + ("true" if self.ok else "false") + ', "accounts": [\n')
+        ok = "true" if self.ok and not interrupted else "false"
+        extra = ', "interrupted": true' if interrupted else ""
+        self.out.write('{"ok": ' + ok + extra + ', "accounts": [\n')
         while chunk := self._spool.read(1 << 16):
             self.out.write(chunk)
         self.out.write("\n]}\n")
@@ -152,6 +156,7 @@ class TextWriter:
                 self.codes[check.code.value if check.status is Status.FAIL else warning] += 1
                 lines.extend(self._check_lines(check))
         self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
 
     def _check_lines(self, check: CheckResult) -> list[str]:
         status = self._style(f"{check.status.value:<4}", check.status)
@@ -174,7 +179,9 @@ class TextWriter:
         """The run ended without a complete result: no summary of a part."""
         self.out.flush()
 
-    def close(self) -> None:
+    def close(self, *, interrupted: bool = False) -> None:
+        if interrupted:
+            self.out.write(f"\ninterrupted: {self.total} accounts finished before the stop\n")
         if self.summary:
             passed = self.total - self.failed
             noun = "account" if self.total == 1 else "accounts"
@@ -239,7 +246,9 @@ class SubmitTextWriter:
     def discard(self) -> None:
         self.close()
 
-    def close(self) -> None:
+    def close(self, *, interrupted: bool = False) -> None:
+        if interrupted:
+            self.out.write("\ninterrupted: the journal holds every outcome so far\n")
         total = sum(self.counts.values())
         parts = [
             f"{self.counts[v]} {v.replace('_', ' ')}" for v in _VERDICT_ORDER if self.counts[v]

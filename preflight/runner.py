@@ -10,6 +10,7 @@ and hooks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,8 +21,6 @@ from preflight.reader import RawAccount
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status, skipped
 
 if TYPE_CHECKING:
-    import dns.asyncresolver
-
     from preflight.resolver import HostLookup
 
 __all__ = [
@@ -116,6 +115,80 @@ def validate_all(accounts: Iterable[RawAccount]) -> Iterator[AccountReport]:
         yield validate(raw)
 
 
+#: Logins open at once to one server host by default: 500 accounts on smtp.gmail.com
+#: must not look like an attack and get the address throttled.
+DEFAULT_PER_HOST = 5
+
+
+class Shared:
+    """What the accounts of one run share: the resolver and its cache, host
+    addresses, and the per-host bound on simultaneous connections."""
+
+    def __init__(self, options: CheckOptions, per_host: int = DEFAULT_PER_HOST) -> None:
+        from preflight.resolver import make_resolver
+
+        if per_host < 1:
+            raise ValueError("per_host must be at least 1")
+        self.options = options
+        self.resolver = make_resolver(options)
+        self.per_host = per_host
+        self._hosts: dict[str, asyncio.Task[HostLookup]] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._mx: dict[str, asyncio.Task[CheckResult]] = {}
+
+    def lookup(self, host: str) -> asyncio.Task[HostLookup]:
+        """The addresses of ``host``, looked up once per run (a timed-out look-up is
+        tried again by the next account that needs it)."""
+        from preflight.report import Code as _Code
+        from preflight.resolver import resolve_host
+
+        key = host.lower()
+        task = self._hosts.get(key)
+        stale = (
+            task is not None
+            and task.done()
+            and (
+                task.cancelled()
+                or task.exception() is not None
+                or task.result().code is _Code.TIMEOUT
+            )
+        )
+        if task is None or stale:
+            task = asyncio.ensure_future(resolve_host(host, self.options, self.resolver))
+            self._hosts[key] = task
+        return task
+
+    def mx(self, domain: str) -> asyncio.Future[CheckResult]:
+        """The mx check of ``domain``: one look-up in flight per domain at a time.
+
+        Once done it is forgotten; the resolver's cache answers later accounts while
+        the records' TTL holds.
+        """
+        from preflight.mx import probe_mx
+
+        key = domain.lower()
+        task = self._mx.get(key)
+        if task is None:
+            task = asyncio.ensure_future(probe_mx(domain, self.resolver, self.options.timeout))
+            self._mx[key] = task
+            task.add_done_callback(lambda _: self._mx.pop(key, None))
+        return task
+
+    def slot(self, host: str) -> asyncio.Semaphore:
+        key = host.lower()
+        if key not in self._slots:
+            self._slots[key] = asyncio.Semaphore(self.per_host)
+        return self._slots[key]
+
+    def close(self) -> None:
+        for task in [*self._hosts.values(), *self._mx.values()]:
+            task.cancel()
+
+
+async def _shared(future: asyncio.Future[CheckResult]) -> CheckResult:
+    return await asyncio.shield(future)
+
+
 def _as_raw(payload: RawAccount | Mapping[str, Any], index: int) -> RawAccount:
     if isinstance(payload, RawAccount):
         return payload
@@ -127,14 +200,15 @@ async def check_account(
     options: CheckOptions | None = None,
     *,
     index: int = 0,
-    resolver: dns.asyncresolver.Resolver | None = None,
+    shared: Shared | None = None,
 ) -> AccountReport:
     """Check one account: the payload, then DNS, SMTP and IMAP side by side.
 
     ``payload`` is the save-account body (a mapping) or a :class:`RawAccount` from
     :func:`preflight.read_accounts`. The report is complete within
-    ``options.timeout`` seconds (plus a little for closing connections). An invalid
-    payload contacts nothing.
+    ``options.timeout`` seconds (plus a little for closing connections) of the
+    moment its servers had a free slot (``Shared.per_host``). An invalid payload
+    contacts nothing.
     """
     options = options or CheckOptions()
     raw = _as_raw(payload, index)
@@ -145,50 +219,64 @@ async def check_account(
         checks = (payload_result, *(skipped(name, why) for name in CHECK_NAMES[1:]))
         return AccountReport(raw.index, label, checks, raw.line)
 
+    own = shared is None
+    run = shared if shared is not None else Shared(options)
+    try:
+        hosts = sorted(
+            {account.smtp_host.lower()}
+            | ({account.imap_host.lower()} if options.check_imap else set())
+        )
+        async with contextlib.AsyncExitStack() as slots:
+            # Sorted, so two accounts never wait for each other's second host.
+            for host in hosts:
+                await slots.enter_async_context(run.slot(host))
+            checks = await _probe(account, payload_result, options, run)
+    finally:
+        if own:
+            run.close()
+    return AccountReport(raw.index, label, checks, raw.line, account)
+
+
+async def _probe(
+    account: Account, payload_result: CheckResult, options: CheckOptions, run: Shared
+) -> tuple[CheckResult, ...]:
+    """The network checks of a valid account, side by side, under one deadline."""
     from preflight.imap_probe import probe_imap
-    from preflight.mx import probe_mx
-    from preflight.resolver import make_resolver, resolve_host
     from preflight.smtp_probe import probe_smtp
     from preflight.tls import make_context
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout
-    resolver = resolver or make_resolver(options)
     context = make_context(options.ca_file, options.insecure)
-
-    # Each host name is resolved once, at the same time as the MX look-up.
-    lookups: dict[str, asyncio.Task[HostLookup]] = {}
-
-    def lookup(host: str) -> asyncio.Task[HostLookup]:
-        if host not in lookups:
-            lookups[host] = asyncio.ensure_future(resolve_host(host, options, resolver))
-        return lookups[host]
-
-    try:
-        # The probes keep their own deadline; this outer one only guards against a
-        # probe that forgets to.
-        async with asyncio.timeout_at(deadline + 1.0), asyncio.TaskGroup() as group:
-            mx = group.create_task(probe_mx(account.email_domain, resolver, options.timeout))
-            smtp = group.create_task(
-                probe_smtp(account, lookup(account.smtp_host), options, context, deadline)
+    # The probes keep their own deadline; the outer one only guards against a probe
+    # that forgets to. Host names resolve (once per run) alongside the MX look-up.
+    async with asyncio.timeout_at(deadline + 1.0), asyncio.TaskGroup() as group:
+        # Shielded: the look-up is shared with other accounts of the same domain.
+        mx = group.create_task(_shared(run.mx(account.email_domain)))
+        smtp = group.create_task(
+            probe_smtp(
+                account, asyncio.shield(run.lookup(account.smtp_host)), options, context, deadline
             )
-            imap = (
-                group.create_task(
-                    probe_imap(account, lookup(account.imap_host), options, context, deadline)
+        )
+        imap = (
+            group.create_task(
+                probe_imap(
+                    account,
+                    asyncio.shield(run.lookup(account.imap_host)),
+                    options,
+                    context,
+                    deadline,
                 )
-                if options.check_imap
-                else None
             )
-    finally:
-        for task in lookups.values():
-            task.cancel()
-    checks = (
+            if options.check_imap
+            else None
+        )
+    return (
         payload_result,
         mx.result(),
         smtp.result(),
         imap.result() if imap is not None else skipped("imap", "not run: no IMAP host given"),
     )
-    return AccountReport(raw.index, label, checks, raw.line, account)
 
 
 async def check_many(
@@ -197,16 +285,20 @@ async def check_many(
     options: CheckOptions | None = None,
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
+    per_host: int = DEFAULT_PER_HOST,
     ordered: bool = False,
 ) -> AsyncIterator[AccountReport]:
-    """Check many accounts, at most ``concurrency`` at a time, yielding each report
-    as it finishes (in input order when ``ordered``). Input is read lazily."""
+    """Check many accounts, at most ``concurrency`` at a time and at most
+    ``per_host`` connections to one server host, yielding each report as it
+    finishes (in input order when ``ordered``). Input is read lazily.
+
+    Closing the iterator early (or cancelling the task iterating it) cancels the
+    checks in flight; their connections are closed.
+    """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     options = options or CheckOptions()
-    from preflight.resolver import make_resolver
-
-    resolver = make_resolver(options)  # one resolver, one DNS cache, for the whole run
+    run = Shared(options, per_host)  # one resolver, one DNS cache, for the whole run
     source = _aiter(payloads)
     pending: set[asyncio.Task[AccountReport]] = set()
     waiting: dict[int, AccountReport] = {}
@@ -223,7 +315,7 @@ async def check_many(
                     break
                 raw = _as_raw(item, counter)
                 counter += 1
-                pending.add(asyncio.ensure_future(check_account(raw, options, resolver=resolver)))
+                pending.add(asyncio.ensure_future(check_account(raw, options, shared=run)))
             if not pending:
                 break
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -243,6 +335,7 @@ async def check_many(
             task.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        run.close()
 
 
 async def _aiter(

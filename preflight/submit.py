@@ -88,6 +88,7 @@ async def submit_many(
     journal: Journal,
     *,
     concurrency: int = 20,
+    per_host: int = 5,
     dry_run: bool = False,
 ) -> AsyncIterator[SubmitRecord]:
     """Check and save ``accounts``, yielding a record for each as it is settled.
@@ -118,7 +119,9 @@ async def submit_many(
 
     sending: set[asyncio.Task[SubmitRecord]] = set()
     try:
-        async for report in check_many(to_check(), options, concurrency=concurrency):
+        async for report in check_many(
+            to_check(), options, concurrency=concurrency, per_host=per_host
+        ):
             while settled:
                 yield settled.pop(0)
             if report.ok and report.validated is not None:

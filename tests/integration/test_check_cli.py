@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -304,15 +305,32 @@ def test_check_sync_library_hook(stack: Stack) -> None:
 @pytest.mark.asyncio
 async def test_probes_run_side_by_side(stack: Stack) -> None:
     """One account's wall time is close to its slowest probe, not the sum of them."""
-    needs_postfix(stack)
-    report = await preflight.check_account(payload(stack), options(stack))
-    assert report.ok
-    probes = [report.check(name).elapsed_ms for name in ("mx", "smtp", "imap")]
-    total = sum(probes)
-    started = time.perf_counter()
-    await preflight.check_account(payload(stack), options(stack))
-    wall_ms = (time.perf_counter() - started) * 1000
-    assert wall_ms < max(probes) + 0.5 * (total - max(probes)) + 50
+
+    async def slow_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.6)  # every probe spends 0.6 s waiting for a greeting
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(slow_then_hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    body = payload(
+        stack, smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port
+    )
+    opts = options(
+        stack, smtp_security="plain", imap_security="plain", timeouts=Timeouts(sniff_after=30)
+    )
+    try:
+        started = time.perf_counter()
+        report = await preflight.check_account(body, opts)
+        wall = time.perf_counter() - started
+    finally:
+        server.close()
+        await server.wait_closed()
+    smtp, imap = report.check("smtp"), report.check("imap")
+    assert (smtp.code, imap.code) == (preflight.Code.PROTOCOL_ERROR, preflight.Code.PROTOCOL_ERROR)
+    assert min(smtp.elapsed_ms, imap.elapsed_ms) >= 550
+    assert wall < 1.0  # in a row they would take at least 1.2 s
 
 
 @pytest.mark.asyncio
