@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fixtures.smartlead import RateLimit, SmartLeadServer  # noqa: E402
-from fixtures.stack import start_stack  # noqa: E402
+from fixtures.smartlead import RateLimit, SmartLeadServer
+from fixtures.stack import start_stack
 
 KEY = "bench-key"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dnslib import QTYPE, RR, A, DNSRecord, MX
+from dnslib import MX, QTYPE, RR, A, DNSRecord
 
 import preflight
 from fixtures.dns_server import DnsServer, Zone
