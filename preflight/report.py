@@ -57,6 +57,18 @@ class Code(StrEnum):
     AUTH_UNSUPPORTED = "auth_unsupported"
     AUTH_PLAINTEXT_REFUSED = "auth_plaintext_refused"
     TIMEOUT = "timeout"
+    # The `domain` check (an extension of the contract: sending-domain health).
+    SPF_MISSING = "spf_missing"
+    SPF_INVALID = "spf_invalid"
+    SPF_TOO_MANY_LOOKUPS = "spf_too_many_lookups"
+    SPF_NOT_COVERING = "spf_not_covering"
+    DMARC_MISSING = "dmarc_missing"
+    DMARC_POLICY_NONE = "dmarc_policy_none"
+    DKIM_MISSING = "dkim_missing"
+    # The `roundtrip` check (--roundtrip): a real message from the account to itself.
+    ROUNDTRIP_SEND_REFUSED = "roundtrip_send_refused"
+    ROUNDTRIP_NOT_DELIVERED = "roundtrip_not_delivered"
+    ROUNDTRIP_JUNK = "roundtrip_junk"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def test_public_api_is_pinned() -> None:
 
 
 def test_codes_are_the_contracts() -> None:
-    """The Code enum holds exactly the contract's codes."""
+    """The Code enum holds the contract's codes, and the domain check's additions."""
     expected = {
         "ok",
         "skipped",
@@ -108,4 +108,9 @@ def test_codes_are_the_contracts() -> None:
         "auth_plaintext_refused",
         "timeout",
     }
-    assert {code.value for code in preflight.Code} == expected
+    domain = {
+        "spf_missing", "spf_invalid", "spf_too_many_lookups", "spf_not_covering",
+        "dmarc_missing", "dmarc_policy_none", "dkim_missing",
+        "roundtrip_send_refused", "roundtrip_not_delivered", "roundtrip_junk",
+    }
+    assert {code.value for code in preflight.Code} == expected | domain
