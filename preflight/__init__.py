@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "FIELDS",
     "Account",
+    "AccountRejected",
     "AccountReport",
     "AccountType",
     "CheckOptions",
@@ -28,14 +29,18 @@ __all__ = [
     "Code",
     "InputError",
     "Parsed",
+    "PreflightTransport",
     "Problem",
     "RawAccount",
     "Secret",
     "Status",
+    "SyncPreflightTransport",
     "Timeouts",
     "check_account",
     "check_many",
     "check_sync",
+    "guard",
+    "guard_sync",
     "parse_account",
     "read_accounts",
     "validate",
@@ -61,10 +66,17 @@ _WHERE = {
     "check_many": "preflight.runner",
     "check_sync": "preflight.runner",
     "CheckOptions": "preflight.options",
+    "AccountRejected": "preflight.guard",
+    "guard": "preflight.guard",
+    "guard_sync": "preflight.guard",
+    "PreflightTransport": "preflight.httpx_guard",
+    "SyncPreflightTransport": "preflight.httpx_guard",
     "Timeouts": "preflight.options",
 }
 
 if TYPE_CHECKING:
+    from preflight.guard import AccountRejected, guard, guard_sync
+    from preflight.httpx_guard import PreflightTransport, SyncPreflightTransport
     from preflight.options import CheckOptions, Timeouts
     from preflight.payload import FIELDS, Account, AccountType, Parsed, Problem, parse_account
     from preflight.reader import InputError, RawAccount, read_accounts

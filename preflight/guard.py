@@ -69,7 +69,7 @@ class AccountRejected(ValueError):
 
 
 def summary(report: AccountReport) -> str:
-    """One line: the account and its failing checks' codes (``ok`` when none failed).
+    """One line: the account and its failing checks' codes (``preflight passed ...`` if none).
 
     ``preflight rejected bob@example.com: smtp auth_failed, imap auth_failed``
     """
