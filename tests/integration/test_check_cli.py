@@ -288,7 +288,9 @@ def test_silent_servers_cannot_hold_past_deadline(
     assert report["checks"][2]["code"] in ("greeting_timeout", "timeout")
     assert report["checks"][3]["code"] in ("greeting_timeout", "timeout")
     assert len(accepted) >= 2
-    assert elapsed < 3 + 1 + 1.5  # the deadline, its 1 s allowance, and interpreter start
+    for check in report["checks"]:
+        assert check["elapsed_ms"] <= (3 + 1) * 1000  # the deadline and its 1 s allowance
+    assert elapsed < 3 + 1 + 3  # the same, seen from outside, with interpreter start-up
 
 
 def test_check_sync_library_hook(stack: Stack) -> None:

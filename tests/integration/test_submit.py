@@ -61,20 +61,42 @@ def write(path: Path, bodies: list[dict[str, Any]]) -> Path:
 def command(stack: Stack, server: SmartLeadServer, accounts: Path, *extra: str) -> list[str]:
     host, port = stack.dns
     return [
-        sys.executable, "-m", "preflight", "submit", str(accounts), "--base-url",
-        server.base_url, "--ca-file", str(stack.ca_file), "--dns-server", f"{host}:{port}",
-        "--dns-for-hosts", "--timeout", "10", *extra,
+        sys.executable,
+        "-m",
+        "preflight",
+        "submit",
+        str(accounts),
+        "--base-url",
+        server.base_url,
+        "--ca-file",
+        str(stack.ca_file),
+        "--dns-server",
+        f"{host}:{port}",
+        "--dns-for-hosts",
+        "--timeout",
+        "10",
+        *extra,
     ]
 
 
-def run(stack: Stack, server: SmartLeadServer, accounts: Path, *extra: str,
-        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    stack: Stack,
+    server: SmartLeadServer,
+    accounts: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        command(stack, server, accounts, *extra), capture_output=True, text=True, timeout=180,
+        command(stack, server, accounts, *extra),
+        capture_output=True,
+        text=True,
+        timeout=180,
         env={**os.environ, "NO_COLOR": "1", "SMARTLEAD_API_KEY": API_KEY, **(env or {})},
         check=False,
     )
-    leaked = [s for s in (API_KEY, CANARY, stack.credentials()[1]) if s in done.stdout + done.stderr]
+    leaked = [
+        s for s in (API_KEY, CANARY, stack.credentials()[1]) if s in done.stdout + done.stderr
+    ]
     assert leaked == [], "a secret was printed"
     return done
 
@@ -92,15 +114,24 @@ def test_only_passing_accounts_are_posted_once(
 ) -> None:
     """Good accounts are saved once each; failing and invalid ones never reach the API."""
     needs_postfix(stack)
-    accounts = write(tmp_path / "a.jsonl", [
-        good(stack, 0), good(stack, 1, password=CANARY), good(stack, 2),
-        good(stack, 3, smtp_port=70000),
-    ])
+    accounts = write(
+        tmp_path / "a.jsonl",
+        [
+            good(stack, 0),
+            good(stack, 1, password=CANARY),
+            good(stack, 2),
+            good(stack, 3, smtp_port=70000),
+        ],
+    )
     done = run(stack, smartlead, accounts, "--format", "jsonl")
     assert done.returncode == 1
     got = records(done)
     assert {i: r["verdict"] for i, r in got.items()} == {
-        0: "saved", 1: "failed_check", 2: "saved", 3: "failed_check"}
+        0: "saved",
+        1: "failed_check",
+        2: "saved",
+        3: "failed_check",
+    }
     assert "smtp: auth_failed" in got[1]["message"]
     assert got[0]["platform"]["account_id"] is not None
     assert [smartlead.saves_of(good(stack, n)["from_email"]) for n in range(4)] == [1, 0, 1, 0]
@@ -132,8 +163,9 @@ def test_401_stops_the_run_at_once(
     """A refused API key stops everything after the first call, with a clear message."""
     needs_postfix(stack)
     accounts = write(tmp_path / "a.jsonl", [good(stack, n) for n in range(4)])
-    done = run(stack, smartlead, accounts, "--concurrency", "1",
-               env={"SMARTLEAD_API_KEY": "wrong-key"})
+    done = run(
+        stack, smartlead, accounts, "--concurrency", "1", env={"SMARTLEAD_API_KEY": "wrong-key"}
+    )
     assert done.returncode == 2
     assert "refused the API key (401)" in done.stderr
     assert "wrong-key" not in done.stdout + done.stderr
@@ -195,7 +227,8 @@ def test_killed_run_resumes_without_duplicates(
     accounts = write(tmp_path / "a.jsonl", [good(stack, n) for n in range(count)])
     proc = subprocess.Popen(
         command(stack, smartlead, accounts, "--concurrency", "2"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "SMARTLEAD_API_KEY": API_KEY},
     )
     deadline = time.monotonic() + 60
@@ -215,8 +248,9 @@ def test_dry_run_sends_nothing(stack: Stack, smartlead: SmartLeadServer, tmp_pat
     """--dry-run checks and shows the masked body; no request reaches the API, no key needed."""
     needs_postfix(stack)
     accounts = write(tmp_path / "a.jsonl", [good(stack, 0)])
-    done = run(stack, smartlead, accounts, "--dry-run", "--format", "jsonl",
-               env={"SMARTLEAD_API_KEY": ""})
+    done = run(
+        stack, smartlead, accounts, "--dry-run", "--format", "jsonl", env={"SMARTLEAD_API_KEY": ""}
+    )
     assert done.returncode == 0, done.stderr
     record = records(done)[0]
     assert record["verdict"] == "dry_run"
@@ -238,7 +272,8 @@ def test_platform_disagreement_is_reported(
     assert record["verdict"] == "saved"
     assert record["platform"]["is_smtp_success"] is False
     assert record["disagreement"] == [
-        "the platform reports smtp failing, preflight found it working"]
+        "the platform reports smtp failing, preflight found it working"
+    ]
 
 
 def test_platform_rejection_recorded(
@@ -260,8 +295,12 @@ def test_no_api_key_is_usage_error(stack: Stack, tmp_path: Path) -> None:
     """Without SMARTLEAD_API_KEY or --api-key-file: exit 2, saying how to give it."""
     accounts = write(tmp_path / "a.jsonl", [good(stack, 0)])
     done = subprocess.run(
-        [sys.executable, "-m", "preflight", "submit", str(accounts)], capture_output=True,
-        text=True, timeout=60, env={**os.environ, "SMARTLEAD_API_KEY": ""}, check=False,
+        [sys.executable, "-m", "preflight", "submit", str(accounts)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "SMARTLEAD_API_KEY": ""},
+        check=False,
     )
     assert done.returncode == 2
     assert "SMARTLEAD_API_KEY" in done.stderr
@@ -273,7 +312,8 @@ def test_api_key_file(stack: Stack, smartlead: SmartLeadServer, tmp_path: Path) 
     key_file = tmp_path / "key"
     key_file.write_text(API_KEY + "\n")
     accounts = write(tmp_path / "a.jsonl", [good(stack, 0)])
-    done = run(stack, smartlead, accounts, "--api-key-file", str(key_file),
-               env={"SMARTLEAD_API_KEY": ""})
+    done = run(
+        stack, smartlead, accounts, "--api-key-file", str(key_file), env={"SMARTLEAD_API_KEY": ""}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(smartlead.accounts) == 1
