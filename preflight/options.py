@@ -50,6 +50,10 @@ class CheckOptions:
     imap_security: Security | None = None
     #: Run the IMAP check (off when an account built from flags has no IMAP host).
     check_imap: bool = True
+    #: Run the sending-domain health check (SPF, DMARC, DKIM).
+    check_domain: bool = True
+    #: Sending-domain problems fail the account instead of warning.
+    strict: bool = False
     #: The name preflight gives itself in EHLO.
     local_hostname: str = "preflight.localhost"
 

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECK_NAMES", "AccountReport", "CheckResult", "Code", "Status", "skipped"]
 
-#: The contract's checks, in report order.
-CHECK_NAMES: Final = ("payload", "mx", "smtp", "imap")
+#: The checks, in report order: the contract's four, then `domain` (an extension).
+CHECK_NAMES: Final = ("payload", "mx", "smtp", "imap", "domain")
 
 
 class Status(StrEnum):

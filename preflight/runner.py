@@ -135,6 +135,7 @@ class Shared:
         self._hosts: dict[str, asyncio.Task[HostLookup]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._mx: dict[str, asyncio.Task[CheckResult]] = {}
+        self._domains: dict[tuple[str, str, str], asyncio.Task[CheckResult]] = {}
 
     def lookup(self, host: str) -> asyncio.Task[HostLookup]:
         """The addresses of ``host``, looked up once per run (a timed-out look-up is
@@ -174,6 +175,23 @@ class Shared:
             task.add_done_callback(lambda _: self._mx.pop(key, None))
         return task
 
+    def domain(
+        self, account: Account, mx: asyncio.Future[CheckResult], deadline: float
+    ) -> asyncio.Future[CheckResult]:
+        """The domain check of an account's sending domain, one in flight per
+        (domain, type, SMTP host): accounts of one domain share it, like ``mx``."""
+        key = (
+            account.email_domain.lower(),
+            account.type.value if account.type else "",
+            account.smtp_host.lower(),
+        )
+        task = self._domains.get(key)
+        if task is None:
+            task = asyncio.ensure_future(_domain(account, self.options, self, mx, deadline))
+            self._domains[key] = task
+            task.add_done_callback(lambda _: self._domains.pop(key, None))
+        return task
+
     def slot(self, host: str) -> asyncio.Semaphore:
         key = host.lower()
         if key not in self._slots:
@@ -181,7 +199,7 @@ class Shared:
         return self._slots[key]
 
     def close(self) -> None:
-        for task in [*self._hosts.values(), *self._mx.values()]:
+        for task in [*self._hosts.values(), *self._mx.values(), *self._domains.values()]:
             task.cancel()
 
 
@@ -258,6 +276,11 @@ async def _probe(
                 account, asyncio.shield(run.lookup(account.smtp_host)), options, context, deadline
             )
         )
+        domain = (
+            group.create_task(_shared(run.domain(account, run.mx(account.email_domain), deadline)))
+            if options.check_domain
+            else None
+        )
         imap = (
             group.create_task(
                 probe_imap(
@@ -276,6 +299,36 @@ async def _probe(
         mx.result(),
         smtp.result(),
         imap.result() if imap is not None else skipped("imap", "not run: no IMAP host given"),
+        domain.result()
+        if domain is not None
+        else skipped("domain", "not run: the domain check is off"),
+    )
+
+
+async def _domain(
+    account: Account,
+    options: CheckOptions,
+    run: Shared,
+    mx: asyncio.Future[CheckResult],
+    deadline: float,
+) -> CheckResult:
+    """SPF, DMARC and DKIM of the sending domain, once its MX hosts are known (they
+    say which provider SPF must cover)."""
+    from preflight.domain_check import probe_domain
+
+    mx_result = await asyncio.shield(mx)
+    if mx_result.code is Code.DNS_NXDOMAIN:  # already a failure in mx: not repeated
+        return skipped("domain", "not run: the domain does not exist")
+    hosts = [r["exchange"] for r in mx_result.details.get("mx", []) if r["exchange"] != "."]
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+    return await probe_domain(
+        account.email_domain,
+        run.resolver,
+        remaining,
+        account_type=account.type.value if account.type else None,
+        smtp_host=account.smtp_host,
+        mx_hosts=hosts,
+        strict=options.strict,
     )
 
 

@@ -107,6 +107,12 @@ class RateLimit:
     per_second: int = 10
 
 
+#: The client's windows are this much longer than the server's, so that network
+#: jitter (a request arriving later than an earlier one did) cannot make the
+#: server count one request too many in its window.
+_SLACK = 0.15
+
+
 class _Limiter:
     """Sliding windows, like the server's: never more than the limits in any window."""
 
@@ -114,29 +120,30 @@ class _Limiter:
         self.limit = limit
         self.sent: collections.deque[float] = collections.deque()
         self.lock = asyncio.Lock()
+        self.blocked_until = 0.0
 
     async def wait(self) -> None:
+        second, minute = 1 + _SLACK, 60 + _SLACK
         async with self.lock:
             while True:
                 now = time.monotonic()
-                while self.sent and now - self.sent[0] >= 60:
+                while self.sent and now - self.sent[0] >= minute:
                     self.sent.popleft()
-                in_second = sum(1 for t in self.sent if now - t < 1)
-                delay = 0.0
+                in_second = sum(1 for t in self.sent if now - t < second)
+                delay = self.blocked_until - now
                 if len(self.sent) >= self.limit.per_minute:
-                    delay = 60 - (now - self.sent[0])
+                    delay = minute - (now - self.sent[0])
                 if in_second >= self.limit.per_second:
-                    oldest = next(t for t in self.sent if now - t < 1)
-                    delay = max(delay, 1 - (now - oldest))
+                    oldest = next(t for t in self.sent if now - t < second)
+                    delay = max(delay, second - (now - oldest))
                 if delay <= 0:
                     self.sent.append(now)
                     return
                 await asyncio.sleep(delay + 0.01)
 
     def pause(self, seconds: float) -> None:
-        """After a 429: count the window as full for ``seconds``."""
-        until = time.monotonic() + seconds - 60
-        self.sent.extend([until] * self.limit.per_minute)
+        """After a 429: nothing is sent, by any task, for ``seconds``."""
+        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
 
 
 def error_message(response: httpx.Response) -> str:
@@ -225,9 +232,7 @@ class SmartLeadClient:
                 )
             if response.status_code != 429:
                 return response
-            wait = _retry_after(response)
-            self._limiter.pause(wait)
-            await asyncio.sleep(wait)
+            self._limiter.pause(_retry_after(response))  # the next wait() waits it out
         return response
 
     async def save(self, body: dict[str, Any]) -> SaveResult:

@@ -94,8 +94,9 @@ def test_good_account_passes_every_check(stack: Stack, tmp_path: Path) -> None:
         ("mx", "pass"),
         ("smtp", "pass"),
         ("imap", "pass"),
+        ("domain", "pass"),  # SPF, DMARC and DKIM of the test domain are sound
     ]
-    for check in report["checks"][2:]:
+    for check in report["checks"][2:4]:
         assert check["details"]["security"] in ("ssl", "starttls")
         assert check["details"]["tls_version"].startswith("TLSv1")
         assert check["details"]["auth_mechanism"]
@@ -123,7 +124,7 @@ def test_mixed_file_reports_each_and_exits_1(stack: Stack, tmp_path: Path) -> No
     assert document["ok"] is False
     assert [r["index"] for r in reports] == [0, 1, 2, 3]  # json keeps input order
     codes = [{c["name"]: c["code"] for c in r["checks"]} for r in reports]
-    assert codes[0] == {"payload": "ok", "mx": "ok", "smtp": "ok", "imap": "ok"}
+    assert codes[0] == {"payload": "ok", "mx": "ok", "smtp": "ok", "imap": "ok", "domain": "ok"}
     assert codes[1]["smtp"] == "auth_failed"
     assert codes[1]["imap"] == "auth_failed"
     assert codes[2] == {
@@ -131,8 +132,10 @@ def test_mixed_file_reports_each_and_exits_1(stack: Stack, tmp_path: Path) -> No
         "mx": "skipped",
         "smtp": "skipped",
         "imap": "skipped",
+        "domain": "skipped",
     }
     assert codes[3]["mx"] == "dns_nxdomain"
+    assert codes[3]["domain"] == "skipped"  # the mx check already failed it
 
 
 def test_text_report_shows_hints(stack: Stack, tmp_path: Path) -> None:
@@ -173,7 +176,7 @@ def test_account_from_flags_with_password_env(stack: Stack) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["account"] == user
-    assert [c["details"].get("security") for c in report["checks"][2:]] == ["ssl", "starttls"]
+    assert [c["details"].get("security") for c in report["checks"][2:4]] == ["ssl", "starttls"]
 
 
 def test_account_from_flags_password_file_and_no_imap(stack: Stack, tmp_path: Path) -> None:
@@ -359,3 +362,18 @@ def test_deadline_options_are_one_object() -> None:
     """Timeouts live in one object with a default for every step."""
     assert CheckOptions().timeouts == Timeouts()
     assert CheckOptions().timeout == 30
+
+
+def test_domain_problems_warn_unless_strict(stack: Stack, tmp_path: Path) -> None:
+    """A sending domain without SPF/DMARC/DKIM warns (exit 0); --strict fails it (exit 1)."""
+    needs_postfix(stack)
+    body = payload(stack, from_email=f"alice@{stack.domains['a_only']}")
+    accounts = write_jsonl(tmp_path / "a.jsonl", [body])
+    relaxed = run("check", str(accounts), "--format", "jsonl", *local_flags(stack))
+    strict = run("check", str(accounts), "--format", "jsonl", "--strict", *local_flags(stack))
+    assert (relaxed.returncode, strict.returncode) == (0, 1)
+    domain = json.loads(relaxed.stdout)["checks"][4]
+    assert (domain["name"], domain["status"], domain["code"]) == ("domain", "warn", "spf_missing")
+    assert {p["code"] for p in domain["details"]["problems"]} >= {"spf_missing", "dmarc_missing"}
+    assert domain["hint"]
+    assert json.loads(strict.stdout)["checks"][4]["status"] == "fail"

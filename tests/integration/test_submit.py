@@ -317,3 +317,18 @@ def test_api_key_file(stack: Stack, smartlead: SmartLeadServer, tmp_path: Path) 
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(smartlead.accounts) == 1
+
+
+def test_client_rate_limit_never_trips_429(stack: Stack, tmp_path: Path) -> None:
+    """Within the configured limits, a batch never meets a 429 in the first place."""
+    needs_postfix(stack)
+    limit = RateLimit(per_second=2, per_minute=1000)
+    with SmartLeadServer(api_key=API_KEY, rate_limit=limit) as server:
+        accounts = write(tmp_path / "a.jsonl", [good(stack, n) for n in range(8)])
+        started = time.monotonic()
+        done = run(stack, server, accounts, "--burst", "2", "--format", "jsonl")
+        elapsed = time.monotonic() - started
+        statuses = [r.status for r in server.received if r.is_save]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert statuses == [200] * 8
+    assert elapsed >= 3  # 8 saves at 2 a second

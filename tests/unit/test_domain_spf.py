@@ -15,6 +15,7 @@ from preflight.domain_check import (
     evaluate_spf,
     implied_provider,
     is_dmarc,
+    is_provider_domain,
     is_spf,
     parse_dmarc,
     parse_spf,
@@ -441,3 +442,22 @@ def test_dkim_selectors_provider_first() -> None:
     assert selectors[:2] == ("selector1", "selector2")
     assert len(selectors) == len(set(selectors))
     assert {"default", "dkim", "mail", "k1", "s1", "s2", "google"} <= set(dkim_selectors(None))
+
+
+@pytest.mark.parametrize(
+    ("domain", "expected"),
+    [
+        ("gmail.com", True),
+        ("Outlook.com.", True),
+        ("hotmail.co.uk", True),
+        ("yahoo.com.br", True),
+        ("gmx.de", True),
+        ("example.com", False),
+        ("mail.gmail.com", False),
+        ("gmail.com.example", False),
+        ("live.events", False),
+    ],
+)
+def test_provider_domains(domain: str, expected: bool) -> None:
+    """A mailbox provider's own address domain is recognised, look-alikes are not."""
+    assert is_provider_domain(domain) == expected
