@@ -127,6 +127,12 @@ _CHECK_OPTIONS = [
         help="Sending-domain problems (SPF, DMARC, DKIM) fail the account instead of warning.",
     ),
     click.option(
+        "--roundtrip",
+        is_flag=True,
+        help="After the logins, send a tagged test message from the account to itself, "
+        "find it over IMAP (INBOX or Junk), report the delivery time, and delete it.",
+    ),
+    click.option(
         "--no-domain-check",
         is_flag=True,
         help="Skip the sending-domain check (SPF, DMARC, DKIM).",
@@ -297,6 +303,7 @@ def _options(flags: dict[str, Any], *, check_imap: bool = True) -> Any:
         check_imap=check_imap,
         check_domain=not flags["no_domain_check"],
         strict=flags["strict"],
+        roundtrip=flags["roundtrip"],
     )
 
 

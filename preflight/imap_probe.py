@@ -8,6 +8,9 @@ A login is not the end: ``EXAMINE INBOX`` (read-only) proves there is a mailbox
 to read replies from. The IMAP client is aioimaplib's protocol as extended in
 :mod:`preflight.imap_starttls`; its, ssl's and the socket's exceptions are
 translated to codes here, in :meth:`_ImapProbe.translate`, and nowhere else.
+
+:func:`open_imap_session` opens the same authenticated session for a caller that
+has more to do than EXAMINE (the ``roundtrip`` check searches and deletes on it).
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ import asyncio
 import re
 import socket
 import ssl
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 from preflight.hints import hint_for
 from preflight.imap_starttls import ImapClient, ImapError, ProtocolViolation, Reply
@@ -28,7 +34,7 @@ from preflight.report import CheckResult, Code
 from preflight.resolver import HostLookup
 from preflight.tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
 
-__all__ = ["probe_imap"]
+__all__ = ["ImapSession", "open_imap_session", "probe_imap"]
 
 #: LOGOUT is a courtesy: a server slow to say goodbye does not hold the report.
 _LOGOUT_TIMEOUT = 2.0
@@ -76,6 +82,64 @@ async def probe_imap(
         return probe.timed_out()
     finally:
         probe.close()
+
+
+async def open_imap_session(
+    account: Account,
+    host: asyncio.Future[HostLookup],
+    options: CheckOptions,
+    context: ssl.SSLContext,
+    deadline: float,
+) -> ImapSession | CheckResult:
+    """An authenticated session, opened as the ``imap`` check opens it (same security
+    mode, one login attempt) before the loop time ``deadline``; or, when it cannot be
+    opened, the failing result the ``imap`` check would report.
+
+    The caller owns the session: :meth:`ImapSession.close` it in a ``finally``.
+    """
+    probe = _ImapProbe(account, options, context)
+    try:
+        async with asyncio.timeout_at(deadline):
+            await probe.open(host)
+    except _Stop as stop:
+        probe.close()
+        return stop.result
+    except TimeoutError:
+        probe.close()
+        return probe.timed_out()
+    except BaseException:
+        probe.close()
+        raise
+    return ImapSession(probe)
+
+
+class ImapSession:
+    """An authenticated IMAP session (TLS as the account asks, logged in, nothing selected).
+
+    ``client`` takes further commands, one at a time; ``details`` is what the ``imap``
+    check reports about the connection (address, security, tls_version,
+    auth_mechanism, ...). After an exception, a timeout or a cancelled command,
+    :meth:`close`; never reuse.
+    """
+
+    def __init__(self, probe: _ImapProbe) -> None:
+        assert probe.client is not None
+        self._probe = probe
+        self.client: ImapClient = probe.client
+        self.details: Mapping[str, Any] = MappingProxyType(probe.state.details)
+
+    def failure(self, exc: BaseException, step: str) -> CheckResult:
+        """The ``imap`` check's failing result for ``exc``, raised during ``step``."""
+        self._probe.state.step = step
+        return self._probe.translate(exc).result
+
+    async def logout(self) -> None:
+        """LOGOUT, politely and briefly; a server that will not is no failure."""
+        await self._probe.logout()
+
+    def close(self) -> None:
+        """Close hard (after LOGOUT too: then it only releases the connection)."""
+        self._probe.close()
 
 
 class _ImapProbe:
@@ -155,6 +219,26 @@ class _ImapProbe:
     # --- the steps ---------------------------------------------------------------
 
     async def run(self, host: asyncio.Future[HostLookup]) -> CheckResult:
+        await self.open(host)
+        try:
+            await self.examine()
+        except _Stop:
+            raise
+        except (ImapError, OSError, ssl.SSLError) as exc:
+            raise self.translate(exc) from None
+        await self.logout()
+        details = self.state.details
+        security = details["security"]
+        tls = f", {details['tls_version']}" if details.get("tls_version") else ""
+        inbox = details.get("inbox_messages")
+        count = f" ({inbox} messages)" if isinstance(inbox, int) else ""
+        return self.state.passed(
+            f"logged in with {details['auth_mechanism']} over {security}{tls}; "
+            f"INBOX opened read-only{count}"
+        )
+
+    async def open(self, host: asyncio.Future[HostLookup]) -> None:
+        """Resolve, connect, greeting, STARTTLS as the mode says, one login."""
         lookup = await host
         if lookup.code is not None:
             raise self.stop(lookup.code, lookup.message)
@@ -170,20 +254,10 @@ class _ImapProbe:
                     await self.starttls()
                 mechanism = self.choose_mechanism()
                 await self.authenticate(mechanism)
-            await self.examine()
         except _Stop:
             raise
         except (ImapError, OSError, ssl.SSLError) as exc:
             raise self.translate(exc) from None
-        await self.logout()
-        security = details["security"]
-        tls = f", {details['tls_version']}" if details.get("tls_version") else ""
-        inbox = details.get("inbox_messages")
-        count = f" ({inbox} messages)" if isinstance(inbox, int) else ""
-        return self.state.passed(
-            f"logged in with {details['auth_mechanism']} over {security}{tls}; "
-            f"INBOX opened read-only{count}"
-        )
 
     async def connect(self, addresses: tuple[str, ...]) -> bool:
         """Connect and read the greeting; True when the server pre-authenticated us."""

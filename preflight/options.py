@@ -54,6 +54,9 @@ class CheckOptions:
     check_domain: bool = True
     #: Sending-domain problems fail the account instead of warning.
     strict: bool = False
+    #: After the logins, send a tagged message to the account itself and find it
+    #: over IMAP (then delete it): the `roundtrip` check.
+    roundtrip: bool = False
     #: The name preflight gives itself in EHLO.
     local_hostname: str = "preflight.localhost"
 

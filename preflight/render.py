@@ -161,7 +161,7 @@ class TextWriter:
     def _check_lines(self, check: CheckResult) -> list[str]:
         status = self._style(f"{check.status.value:<4}", check.status)
         code = "" if check.code.value == "ok" else f"  {check.code.value}"
-        lines = [f"  {check.name:<7} {status}{code}  {check.message}"]
+        lines = [f"  {check.name:<9} {status}{code}  {check.message}"]
         for key, mark in (("errors", "-"), ("warnings", "~")):
             problems = check.details.get(key) or []
             if len(problems) > 1 or (problems and problems[0]["message"] != check.message):

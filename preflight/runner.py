@@ -249,6 +249,8 @@ async def check_account(
             for host in hosts:
                 await slots.enter_async_context(run.slot(host))
             checks = await _probe(account, payload_result, options, run)
+            if options.roundtrip:
+                checks = (*checks, await _roundtrip(account, checks, options, run))
     finally:
         if own:
             run.close()
@@ -303,6 +305,31 @@ async def _probe(
         if domain is not None
         else skipped("domain", "not run: the domain check is off"),
     )
+
+
+async def _roundtrip(
+    account: Account, checks: tuple[CheckResult, ...], options: CheckOptions, run: Shared
+) -> CheckResult:
+    """A real message from the account to itself, once both logins passed. It has a
+    deadline of its own: real providers take seconds to deliver."""
+    from preflight.roundtrip import probe_roundtrip
+    from preflight.tls import make_context
+
+    by_name = {check.name: check for check in checks}
+    failed = [n for n in ("smtp", "imap") if by_name[n].status in (Status.FAIL, Status.SKIP)]
+    if failed:
+        return skipped("roundtrip", f"not run: the {' and '.join(failed)} check did not pass")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.timeout
+    async with asyncio.timeout_at(deadline + 1.0):
+        return await probe_roundtrip(
+            account,
+            asyncio.shield(run.lookup(account.smtp_host)),
+            asyncio.shield(run.lookup(account.imap_host)),
+            options,
+            make_context(options.ca_file, options.insecure),
+            deadline,
+        )
 
 
 async def _domain(

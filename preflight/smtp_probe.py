@@ -5,12 +5,17 @@ default (which stays in clear text when STARTTLS is missing). Exactly one AUTH
 mechanism is tried per check: several attempts with one wrong password is how
 accounts get locked. aiosmtplib and ssl exceptions are translated to codes here,
 in :meth:`_SmtpProbe.translate`, and nowhere else.
+
+:func:`open_smtp_session` opens the same authenticated session for a caller that
+has more to say than QUIT (the ``roundtrip`` check sends a message on it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import aiosmtplib
@@ -25,7 +30,7 @@ from preflight.report import CheckResult, Code
 from preflight.resolver import HostLookup
 from preflight.tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
 
-__all__ = ["probe_smtp"]
+__all__ = ["SmtpSession", "open_smtp_session", "probe_smtp"]
 
 
 class _Stop(Exception):
@@ -54,6 +59,63 @@ async def probe_smtp(
         return probe.timed_out()
     finally:
         probe.close()
+
+
+async def open_smtp_session(
+    account: Account,
+    host: asyncio.Future[HostLookup],
+    options: CheckOptions,
+    context: ssl.SSLContext,
+    deadline: float,
+) -> SmtpSession | CheckResult:
+    """An authenticated session, opened as the ``smtp`` check opens it (same security
+    mode, one AUTH attempt) before the loop time ``deadline``; or, when it cannot be
+    opened, the failing result the ``smtp`` check would report.
+
+    The caller owns the session: :meth:`SmtpSession.close` it in a ``finally``.
+    """
+    probe = _SmtpProbe(account, options, context)
+    try:
+        async with asyncio.timeout_at(deadline):
+            await probe.open(host)
+    except _Stop as stop:
+        probe.close()
+        return stop.result
+    except TimeoutError:
+        probe.close()
+        return probe.timed_out()
+    except BaseException:
+        probe.close()
+        raise
+    return SmtpSession(probe)
+
+
+class SmtpSession:
+    """An authenticated SMTP session (EHLO done, TLS as the account asks, AUTH passed).
+
+    ``smtp`` is the aiosmtplib client for further commands; ``details`` what the
+    ``smtp`` check reports about the connection (address, security, tls_version,
+    auth_mechanism, ...). After an exception or a timeout, :meth:`close`; never reuse.
+    """
+
+    def __init__(self, probe: _SmtpProbe) -> None:
+        assert probe.smtp is not None
+        self._probe = probe
+        self.smtp: aiosmtplib.SMTP = probe.smtp
+        self.details: Mapping[str, Any] = MappingProxyType(probe.state.details)
+
+    def failure(self, exc: BaseException, step: str) -> CheckResult:
+        """The ``smtp`` check's failing result for ``exc``, raised during ``step``."""
+        self._probe.state.step = step
+        return self._probe.translate(exc).result
+
+    async def quit(self) -> None:
+        """QUIT, politely and briefly; a server that will not is no failure."""
+        await self._probe.quit()
+
+    def close(self) -> None:
+        """Close hard (after QUIT too: then it only releases the socket)."""
+        self._probe.close()
 
 
 class _SmtpProbe:
@@ -144,11 +206,22 @@ class _SmtpProbe:
     # --- the steps ---------------------------------------------------------------
 
     async def run(self, host: asyncio.Future[HostLookup]) -> CheckResult:
+        await self.open(host)
+        await self.quit()
+        details = self.state.details
+        details.setdefault("tls_version", None)  # the contract's key, also in clear text
+        security = details["security"]
+        tls = f", {details['tls_version']}" if details.get("tls_version") else ""
+        return self.state.passed(
+            f"logged in with AUTH {details['auth_mechanism']} over {security}{tls}"
+        )
+
+    async def open(self, host: asyncio.Future[HostLookup]) -> None:
+        """Resolve, connect, greeting, EHLO, STARTTLS as the mode says, one AUTH."""
         lookup = await host
         if lookup.code is not None:
             raise self.stop(lookup.code, lookup.message)
-        details = self.state.details
-        details.update(host=self.host, port=self.port, address=None)
+        self.state.details.update(host=self.host, port=self.port, address=None)
         try:
             await self.connect(lookup.addresses)
             await self.ehlo()
@@ -160,13 +233,6 @@ class _SmtpProbe:
             raise
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise self.translate(exc) from None
-        await self.quit()
-        details.setdefault("tls_version", None)  # the contract's key, also in clear text
-        security = details["security"]
-        tls = f", {details['tls_version']}" if details.get("tls_version") else ""
-        return self.state.passed(
-            f"logged in with AUTH {details['auth_mechanism']} over {security}{tls}"
-        )
 
     async def connect(self, addresses: tuple[str, ...]) -> None:
         timeouts = self.options.timeouts

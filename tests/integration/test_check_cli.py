@@ -144,7 +144,7 @@ def test_text_report_shows_hints(stack: Stack, tmp_path: Path) -> None:
     accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack, password=CANARY)])
     done = run("check", str(accounts), *local_flags(stack))
     assert done.returncode == 1
-    assert "smtp    fail  auth_failed" in done.stdout
+    assert "smtp      fail  auth_failed" in done.stdout
     assert "hint: " in done.stdout
     assert "1 account: 0 passed, 1 failed" in done.stdout
     assert "\x1b[" not in done.stdout  # NO_COLOR, and not a terminal
@@ -377,3 +377,25 @@ def test_domain_problems_warn_unless_strict(stack: Stack, tmp_path: Path) -> Non
     assert {p["code"] for p in domain["details"]["problems"]} >= {"spf_missing", "dmarc_missing"}
     assert domain["hint"]
     assert json.loads(strict.stdout)["checks"][4]["status"] == "fail"
+
+
+@pytest.mark.needs_local_servers
+def test_roundtrip_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
+    """--roundtrip: a real message goes out over 465 and is found over 993, then deleted."""
+    needs_postfix(stack)
+    good = payload(stack, smtp_port=465)
+    wrong_box = payload(stack, smtp_port=465, imap_user_name=list(stack.users)[1],
+                        imap_password=list(stack.users.values())[1])
+    accounts = write_jsonl(tmp_path / "a.jsonl", [good, wrong_box])
+    done = run("check", str(accounts), "--format", "json", "--roundtrip", "--timeout", "6",
+               *local_flags(stack))
+    reports = json.loads(done.stdout)["accounts"]
+    first, second = (r["checks"][-1] for r in reports)
+    assert (first["name"], first["status"], first["details"]["folder"]) == (
+        "roundtrip", "pass", "INBOX")
+    assert first["details"]["deleted"] is True
+    assert first["details"]["delivery_ms"] > 0
+    assert (second["status"], second["code"]) == ("fail", "roundtrip_not_delivered")
+    assert done.returncode == 1
+    plain = run("check", str(accounts), "--format", "json", *local_flags(stack))
+    assert [c["name"] for c in json.loads(plain.stdout)["accounts"][0]["checks"]][-1] == "domain"
