@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import preflight  # noqa: E402
-from preflight.options import CheckOptions, Timeouts  # noqa: E402
+import preflight
+from preflight.options import CheckOptions, Timeouts
 
 DOMAIN = "bulk.test"
 
