@@ -670,7 +670,7 @@ Prints where each setting came from; --format json gives {"payload": ..., "disco
 then run preflight validate or check).
 
 \b
-Exit status: 0 SMTP and IMAP settings found, 1 not (both), 2 bad usage.
+Exit status: 0 SMTP and IMAP settings found, 1 either not found, 2 bad usage.
 
 \b
 Examples:
