@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from preflight.options import CheckOptions
 from preflight.payload import Account, parse_account
@@ -296,15 +297,69 @@ async def _probe(
             if options.check_imap
             else None
         )
+    smtp_result, imap_result = await asyncio.gather(
+        _with_alternatives(smtp.result(), "smtp", account, options, run, deadline),
+        _with_alternatives(imap.result(), "imap", account, options, run, deadline)
+        if imap is not None
+        else _skipped_imap(),
+    )
     return (
         payload_result,
         mx.result(),
-        smtp.result(),
-        imap.result() if imap is not None else skipped("imap", "not run: no IMAP host given"),
+        smtp_result,
+        imap_result,
         domain.result()
         if domain is not None
         else skipped("domain", "not run: the domain check is off"),
     )
+
+
+async def _skipped_imap() -> CheckResult:
+    return skipped("imap", "not run: no IMAP host given")
+
+
+#: Failures after which other ports or servers may answer: the hint names them.
+_SUGGEST_FOR = frozenset(
+    {Code.CONNECT_TIMEOUT, Code.CONNECT_REFUSED, Code.TLS_MODE_MISMATCH, Code.GREETING_TIMEOUT}
+)
+
+
+async def _with_alternatives(
+    result: CheckResult,
+    protocol: Literal["smtp", "imap"],
+    account: Account,
+    options: CheckOptions,
+    run: Shared,
+    deadline: float,
+) -> CheckResult:
+    """When a server could not be reached as configured, and time is left before the
+    deadline, probe the settings that might answer (other ports, the provider's
+    documented servers; no credentials) and name them in the hint: "465 timed out;
+    smtp.example.com:587 with STARTTLS answers"."""
+    if result.status is not Status.FAIL or result.code not in _SUGGEST_FOR:
+        return result
+    remaining = deadline - asyncio.get_running_loop().time() - 0.5
+    if remaining < 1.0:
+        return result
+    from preflight.discover import suggest_alternatives
+
+    host = account.smtp_host if protocol == "smtp" else account.imap_host
+    port = account.smtp_port if protocol == "smtp" else account.imap_port
+    lookup = await asyncio.shield(run.lookup(host))
+    extra = await suggest_alternatives(
+        protocol,
+        host,
+        port,
+        options=options,
+        code=result.code.value,
+        addresses=lookup.addresses or None,
+        email_domain=account.email_domain,
+        timeout=min(4.0, remaining),
+    )
+    if not extra:
+        return result
+    hint = f"{result.hint} {extra}" if result.hint else extra
+    return dataclasses.replace(result, hint=hint, details={**result.details, "answers": extra})
 
 
 async def _roundtrip(

@@ -384,18 +384,44 @@ def test_roundtrip_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
     """--roundtrip: a real message goes out over 465 and is found over 993, then deleted."""
     needs_postfix(stack)
     good = payload(stack, smtp_port=465)
-    wrong_box = payload(stack, smtp_port=465, imap_user_name=list(stack.users)[1],
-                        imap_password=list(stack.users.values())[1])
+    wrong_box = payload(
+        stack,
+        smtp_port=465,
+        imap_user_name=list(stack.users)[1],
+        imap_password=list(stack.users.values())[1],
+    )
     accounts = write_jsonl(tmp_path / "a.jsonl", [good, wrong_box])
-    done = run("check", str(accounts), "--format", "json", "--roundtrip", "--timeout", "6",
-               *local_flags(stack))
+    done = run(
+        "check",
+        str(accounts),
+        "--format",
+        "json",
+        "--roundtrip",
+        "--timeout",
+        "6",
+        *local_flags(stack),
+    )
     reports = json.loads(done.stdout)["accounts"]
     first, second = (r["checks"][-1] for r in reports)
     assert (first["name"], first["status"], first["details"]["folder"]) == (
-        "roundtrip", "pass", "INBOX")
+        "roundtrip",
+        "pass",
+        "INBOX",
+    )
     assert first["details"]["deleted"] is True
     assert first["details"]["delivery_ms"] > 0
     assert (second["status"], second["code"]) == ("fail", "roundtrip_not_delivered")
     assert done.returncode == 1
     plain = run("check", str(accounts), "--format", "json", *local_flags(stack))
     assert [c["name"] for c in json.loads(plain.stdout)["accounts"][0]["checks"]][-1] == "domain"
+
+
+def test_unreachable_port_hint_names_settings_that_answer(stack: Stack, tmp_path: Path) -> None:
+    """When the configured port does not answer, the hint names the ones that do."""
+    needs_postfix(stack)
+    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack, smtp_port=2525)])
+    done = run("check", str(accounts), "--format", "jsonl", *local_flags(stack))
+    smtp = json.loads(done.stdout)["checks"][2]
+    assert smtp["code"] == "connect_refused"
+    assert f"{stack.mail_host}:465" in smtp["details"]["answers"]
+    assert "answers" in smtp["hint"]
