@@ -54,7 +54,7 @@ def test_guard_sync_returns_report_of_good_account(stack: Stack) -> None:
     needs_postfix(stack)
     report = guard_sync(payload(stack), options(stack))
     assert report.ok is True
-    assert [c.code for c in report.checks] == [Code.OK] * 4
+    assert [c.code for c in report.checks] == [Code.OK] * 5  # payload, mx, smtp, imap, domain
 
 
 @pytest.mark.asyncio

@@ -146,6 +146,7 @@ async def test_invalid_payload_answered_locally(smartlead: SmartLeadServer) -> N
         "mx": "skipped",
         "smtp": "skipped",
         "imap": "skipped",
+        "domain": "skipped",
     }
     fields = {e["field"] for e in report["checks"][0]["details"]["errors"]}
     assert {"smtp_port", "smtp_prot"} <= fields
@@ -244,6 +245,7 @@ async def test_wrong_password_blocked_with_auth_failed(
         "mx": "ok",
         "smtp": "auth_failed",
         "imap": "auth_failed",
+        "domain": "ok",
     }
     assert "smtp auth_failed, imap auth_failed" in response.json()["message"]
     assert smartlead.received == []

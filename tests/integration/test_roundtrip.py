@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import imaplib
 import json
 import re
 import socket
-import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -18,18 +16,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from fixtures.pytest_support import endpoint, unavailable
+from fixtures.pytest_support import endpoint, tagged, unavailable
 from fixtures.stack import Endpoint, Stack
 from preflight.options import CheckOptions
 from preflight.payload import Account, parse_account
 from preflight.report import CheckResult, Code, Status
 from preflight.resolver import HostLookup
-from preflight.roundtrip import TAG_HEADER, probe_roundtrip
+from preflight.roundtrip import probe_roundtrip
 from preflight.tls import make_context
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.needs_local_servers]
-
-FOLDERS = ("INBOX", "Junk")
 
 
 def needs_delivery(stack: Stack) -> tuple[Endpoint, Endpoint]:
@@ -89,34 +85,6 @@ async def roundtrip(
 
 
 # --- what is in the mailboxes, seen with the standard library -------------------------
-
-
-def imap_login(stack: Stack, user: str) -> imaplib.IMAP4_SSL:
-    ep = endpoint(stack, "imap", "ssl")
-    context = ssl.create_default_context(cafile=str(ep.ca_file))
-    imap = imaplib.IMAP4_SSL(ep.host, ep.port, ssl_context=context, timeout=5)
-    imap.login(user, stack.users[user])
-    return imap
-
-
-def tagged(stack: Stack, user: str, *, purge: bool = False) -> dict[str, int]:
-    """How many messages with the roundtrip header each folder holds (then deleted)."""
-    counts: dict[str, int] = {}
-    with imap_login(stack, user) as imap:
-        for folder in FOLDERS:
-            status, _ = imap.select(folder)
-            assert status == "OK", folder
-            # An empty string matches every message that has the header (RFC 3501).
-            status, data = imap.uid("SEARCH", "HEADER", TAG_HEADER, '""')
-            assert status == "OK"
-            uids = data[0].split() if data and data[0] else []
-            if uids:
-                counts[folder] = len(uids)
-                if purge:
-                    imap.uid("STORE", b",".join(uids).decode(), "+FLAGS.SILENT", r"(\Deleted)")
-                    imap.expunge()
-            imap.close()
-    return counts
 
 
 @pytest.fixture(autouse=True)
