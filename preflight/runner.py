@@ -269,48 +269,67 @@ async def _probe(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout
     context = make_context(options.ca_file, options.insecure)
-    # The probes keep their own deadline; the outer one only guards against a probe
-    # that forgets to. Host names resolve (once per run) alongside the MX look-up.
-    async with asyncio.timeout_at(deadline + 1.0), asyncio.TaskGroup() as group:
-        # Shielded: the look-up is shared with other accounts of the same domain.
-        mx = group.create_task(_shared(run.mx(account.email_domain)))
-        smtp = group.create_task(
-            probe_smtp(
-                account, asyncio.shield(run.lookup(account.smtp_host)), options, context, deadline
-            )
-        )
-        domain = (
-            group.create_task(_shared(run.domain(account, run.mx(account.email_domain), deadline)))
-            if options.check_domain
-            else None
-        )
-        imap = (
-            group.create_task(
-                probe_imap(
+    # The probes keep their own deadline. The outer one is the contract's promise
+    # (the deadline plus one second) when they cannot keep theirs, e.g. on a machine
+    # too busy to run them in time: what is unfinished then is reported as a timeout.
+    # Host names resolve (once per run) alongside the MX look-up.
+    tasks: dict[str, asyncio.Task[CheckResult]] = {}
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline + 1.0), asyncio.TaskGroup() as group:
+            # Shielded: the look-ups are shared with other accounts of the same domain.
+            tasks["mx"] = group.create_task(_shared(run.mx(account.email_domain)))
+            tasks["smtp"] = group.create_task(
+                probe_smtp(
                     account,
-                    asyncio.shield(run.lookup(account.imap_host)),
+                    asyncio.shield(run.lookup(account.smtp_host)),
                     options,
                     context,
                     deadline,
                 )
             )
-            if options.check_imap
-            else None
-        )
+            if options.check_domain:
+                tasks["domain"] = group.create_task(
+                    _shared(run.domain(account, run.mx(account.email_domain), deadline))
+                )
+            if options.check_imap:
+                tasks["imap"] = group.create_task(
+                    probe_imap(
+                        account,
+                        asyncio.shield(run.lookup(account.imap_host)),
+                        options,
+                        context,
+                        deadline,
+                    )
+                )
+    results = {name: _outcome(name, task, options) for name, task in tasks.items()}
     smtp_result, imap_result = await asyncio.gather(
-        _with_alternatives(smtp.result(), "smtp", account, options, run, deadline),
-        _with_alternatives(imap.result(), "imap", account, options, run, deadline)
-        if imap is not None
+        _with_alternatives(results["smtp"], "smtp", account, options, run, deadline),
+        _with_alternatives(results["imap"], "imap", account, options, run, deadline)
+        if "imap" in results
         else _skipped_imap(),
     )
     return (
         payload_result,
-        mx.result(),
+        results["mx"],
         smtp_result,
         imap_result,
-        domain.result()
-        if domain is not None
-        else skipped("domain", "not run: the domain check is off"),
+        results.get("domain") or skipped("domain", "not run: the domain check is off"),
+    )
+
+
+def _outcome(name: str, task: asyncio.Task[CheckResult], options: CheckOptions) -> CheckResult:
+    """A finished probe's result, or a timeout for one the outer deadline cut off."""
+    if task.done() and not task.cancelled():
+        return task.result()  # a probe's own exception (a bug) propagates from here
+    return CheckResult(
+        name,
+        Status.FAIL,
+        Code.TIMEOUT,
+        f"did not finish within the {options.timeout:g} s deadline",
+        "The check ran out of time: the server was too slow, or this machine too busy "
+        "(lower --concurrency); retry, or raise --timeout.",
+        options.timeout * 1000,
+        {"step": "deadline"},
     )
 
 
@@ -376,8 +395,8 @@ async def _roundtrip(
         return skipped("roundtrip", f"not run: the {' and '.join(failed)} check did not pass")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout
-    async with asyncio.timeout_at(deadline + 1.0):
-        return await probe_roundtrip(
+    task = asyncio.ensure_future(
+        probe_roundtrip(
             account,
             asyncio.shield(run.lookup(account.smtp_host)),
             asyncio.shield(run.lookup(account.imap_host)),
@@ -385,6 +404,14 @@ async def _roundtrip(
             make_context(options.ca_file, options.insecure),
             deadline,
         )
+    )
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline + 1.0):
+            await asyncio.wait({task})
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+    return _outcome("roundtrip", task, options)
 
 
 async def _domain(
