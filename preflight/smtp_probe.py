@@ -440,11 +440,18 @@ class _SmtpProbe:
         if self.smtp is None:
             return
         self.state.step = "quit"
+        transport = self.smtp.transport
         try:
             async with asyncio.timeout(2):
                 await self.smtp.quit()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             pass
+        finally:
+            # aiosmtplib closes gracefully after the 221, which over TLS starts a
+            # close_notify exchange that can outlive the event loop and leave the
+            # socket to the garbage collector. QUIT has had its answer: close hard.
+            if isinstance(transport, asyncio.WriteTransport):
+                transport.abort()
 
 
 def _discard(task: asyncio.Future[Any]) -> None:

@@ -79,3 +79,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield running
     # Leaving the ExitStack stopped every server; stopping raises if a Dovecot
     # or Postfix process survived, which turns this teardown into an error.
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after each test, so that a leaked socket's ResourceWarning (an error
+    here) is raised by the test that leaked it, not by whichever test runs later."""
+    import gc
+
+    yield
+    gc.collect()

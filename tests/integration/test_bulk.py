@@ -248,7 +248,7 @@ def test_misbehaving_servers_every_report_within_deadline(
     account, each within its deadline (+1 s). Full size (10,000) in bench/."""
     server, _ = dns
     count = int(os.environ.get("PREFLIGHT_FAULT_TEST_ACCOUNTS", "600"))
-    deadline = 2.0
+    deadline = 3.0  # generous: good accounts must finish even on a busy 2-core machine
     with (
         stub_server(Behaviour.REJECT) as (_, good),
         stub_server(Behaviour.SILENT) as (_, silent),
