@@ -26,7 +26,16 @@ from typing import Any
 from preflight.hints import hint_for
 from preflight.imap_starttls import ImapClient, ImapError, ProtocolViolation, Reply
 from preflight.imap_starttls import capabilities_in as _capabilities_in
-from preflight.net import ConnectFailure, Mode, ProbeState, mode_for_port, open_socket, tls_answers
+from preflight.net import (
+    ConnectFailure,
+    Mode,
+    ProbeState,
+    ProbeStop,
+    bounded,
+    mode_for_port,
+    open_socket,
+    tls_answers,
+)
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
@@ -56,14 +65,6 @@ _NO_MECHANISM_HINT = (
 _EXISTS = re.compile(r"^(\d+) EXISTS\b", re.IGNORECASE)
 
 
-class _Stop(Exception):
-    """Ends the probe with a failing result."""
-
-    def __init__(self, result: CheckResult) -> None:
-        super().__init__(result.code.value)
-        self.result = result
-
-
 async def probe_imap(
     account: Account,
     host: asyncio.Future[HostLookup],
@@ -73,15 +74,7 @@ async def probe_imap(
 ) -> CheckResult:
     """Check the account's IMAP server and credentials before the loop time ``deadline``."""
     probe = _ImapProbe(account, options, context)
-    try:
-        async with asyncio.timeout_at(deadline):
-            return await probe.run(host)
-    except _Stop as stop:
-        return stop.result
-    except TimeoutError:
-        return probe.timed_out()
-    finally:
-        probe.close()
+    return await bounded(probe, probe.run(host), deadline)
 
 
 async def open_imap_session(
@@ -98,19 +91,8 @@ async def open_imap_session(
     The caller owns the session: :meth:`ImapSession.close` it in a ``finally``.
     """
     probe = _ImapProbe(account, options, context)
-    try:
-        async with asyncio.timeout_at(deadline):
-            await probe.open(host)
-    except _Stop as stop:
-        probe.close()
-        return stop.result
-    except TimeoutError:
-        probe.close()
-        return probe.timed_out()
-    except BaseException:
-        probe.close()
-        raise
-    return ImapSession(probe)
+    failed = await bounded(probe, probe.open(host), deadline, keep_open=True)
+    return failed if isinstance(failed, CheckResult) else ImapSession(probe)
 
 
 class ImapSession:
@@ -166,9 +148,9 @@ class _ImapProbe:
 
     def stop(
         self, code: Code, message: str, hint: str | None = None, reply: str | None = None
-    ) -> _Stop:
+    ) -> ProbeStop:
         hint = hint or hint_for(code, "imap", self.host, self.port, spoke=self.spoke)
-        return _Stop(self.state.fail(code, message, hint, reply))
+        return ProbeStop(self.state.fail(code, message, hint, reply))
 
     def timed_out(self) -> CheckResult:
         step = self.state.step
@@ -193,7 +175,7 @@ class _ImapProbe:
         self.client = None
         self.sock = None
 
-    def translate(self, exc: BaseException) -> _Stop:
+    def translate(self, exc: BaseException) -> ProbeStop:
         """The one place where library exceptions become report codes."""
         step = self.state.step
         tls_error = find_tls_error(exc)
@@ -222,7 +204,7 @@ class _ImapProbe:
         await self.open(host)
         try:
             await self.examine()
-        except _Stop:
+        except ProbeStop:
             raise
         except (ImapError, OSError, ssl.SSLError) as exc:
             raise self.translate(exc) from None
@@ -254,7 +236,7 @@ class _ImapProbe:
                     await self.starttls()
                 mechanism = self.choose_mechanism()
                 await self.authenticate(mechanism)
-        except _Stop:
+        except ProbeStop:
             raise
         except (ImapError, OSError, ssl.SSLError) as exc:
             raise self.translate(exc) from None

@@ -12,8 +12,9 @@ import errno
 import socket
 import ssl
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from preflight.options import Security
 from preflight.report import CheckResult, Code, Status
@@ -23,6 +24,8 @@ __all__ = [
     "ConnectFailure",
     "Mode",
     "ProbeState",
+    "ProbeStop",
+    "bounded",
     "mode_for_port",
     "open_socket",
     "scrub",
@@ -43,6 +46,48 @@ def mode_for_port(protocol: str, port: int, override: Security | None) -> Mode:
         return override
     table = _SMTP_PORTS if protocol == "smtp" else _IMAP_PORTS
     return table.get(port, "detect")
+
+
+class ProbeStop(Exception):
+    """Ends a probe early with its failing result (a result, not an error)."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.code.value)
+        self.result = result
+
+
+class _Probe(Protocol):
+    def timed_out(self) -> CheckResult: ...
+
+    def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+async def bounded(
+    probe: _Probe, work: Awaitable[T], deadline: float, *, keep_open: bool = False
+) -> T | CheckResult:
+    """Run a probe's ``work`` before the loop time ``deadline``.
+
+    A :class:`ProbeStop` gives its result, the deadline the probe's ``timed_out()``
+    result. The probe's connections are closed afterwards, except after success with
+    ``keep_open`` (a session handed to a caller, who closes it).
+    """
+    succeeded = False
+    try:
+        async with asyncio.timeout_at(deadline):
+            value = await work
+    except ProbeStop as stop:
+        return stop.result
+    except TimeoutError:
+        return probe.timed_out()
+    else:
+        succeeded = True
+        return value
+    finally:
+        if not (succeeded and keep_open):
+            probe.close()
 
 
 class ConnectFailure(Exception):

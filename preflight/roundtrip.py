@@ -56,7 +56,7 @@ import aiosmtplib
 
 from preflight.imap_probe import ImapSession, open_imap_session
 from preflight.imap_starttls import ImapError, Reply, capabilities_in, quote
-from preflight.net import ProbeState, scrub
+from preflight.net import ProbeState, ProbeStop, scrub
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.report import CheckResult, Code, Status
@@ -152,20 +152,12 @@ async def probe_roundtrip(
     trip = _Roundtrip(account, options, context)
     try:
         return await trip.run(smtp_host, imap_host, deadline)
-    except _Stop as stop:
+    except ProbeStop as stop:
         return stop.result
     except TimeoutError:
         return trip.timed_out()
     finally:
         trip.close()
-
-
-class _Stop(Exception):
-    """Ends the check with a result."""
-
-    def __init__(self, result: CheckResult) -> None:
-        super().__init__(result.code.value)
-        self.result = result
 
 
 class _Roundtrip:
@@ -203,16 +195,16 @@ class _Roundtrip:
 
     def fail(
         self, code: Code, message: str, hint: str, reply: str | None = None, **details: Any
-    ) -> _Stop:
+    ) -> ProbeStop:
         self.state.details.update(details)
-        return _Stop(self.state.fail(code, message, hint, reply))
+        return ProbeStop(self.state.fail(code, message, hint, reply))
 
-    def session_failed(self, result: CheckResult, protocol: str) -> _Stop:
+    def session_failed(self, result: CheckResult, protocol: str) -> ProbeStop:
         """A session that could not be opened: the probe's result, as this check's."""
         details = {**self.state.details, **result.details, "session": protocol}
         message = f"{protocol.upper()}: {result.message}"
         elapsed = self.state.elapsed_ms()
-        return _Stop(
+        return ProbeStop(
             replace(result, name="roundtrip", message=message, elapsed_ms=elapsed, details=details)
         )
 
@@ -326,7 +318,7 @@ class _Roundtrip:
             result = self.imap.failure(exc, step)
             raise self.fail(result.code, f"IMAP: {result.message}", result.hint or "") from None
 
-    def imap_refused(self, step: str, reply: Reply) -> _Stop:
+    def imap_refused(self, step: str, reply: Reply) -> ProbeStop:
         return self.fail(
             Code.PROTOCOL_ERROR,
             f"IMAP: the server refused {step}: {reply.line}",
@@ -483,7 +475,7 @@ class _Roundtrip:
         smtp.close()
         self.smtp = None
 
-    def refused(self, code: int, text: str) -> _Stop:
+    def refused(self, code: int, text: str) -> ProbeStop:
         """The server's refusal of MAIL, RCPT or DATA, classified on its meaning."""
         reply = f"{code} {text}"
         step = self.state.step.upper()

@@ -22,7 +22,16 @@ import aiosmtplib
 from aiosmtplib.auth import auth_xoauth2_encode
 
 from preflight.hints import hint_for
-from preflight.net import ConnectFailure, Mode, ProbeState, mode_for_port, open_socket, tls_answers
+from preflight.net import (
+    ConnectFailure,
+    Mode,
+    ProbeState,
+    ProbeStop,
+    bounded,
+    mode_for_port,
+    open_socket,
+    tls_answers,
+)
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
@@ -31,14 +40,6 @@ from preflight.resolver import HostLookup
 from preflight.tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
 
 __all__ = ["SmtpSession", "open_smtp_session", "probe_smtp"]
-
-
-class _Stop(Exception):
-    """Ends the probe with a failing result."""
-
-    def __init__(self, result: CheckResult) -> None:
-        super().__init__(result.code.value)
-        self.result = result
 
 
 async def probe_smtp(
@@ -50,15 +51,7 @@ async def probe_smtp(
 ) -> CheckResult:
     """Check the account's SMTP server and credentials before the loop time ``deadline``."""
     probe = _SmtpProbe(account, options, context)
-    try:
-        async with asyncio.timeout_at(deadline):
-            return await probe.run(host)
-    except _Stop as stop:
-        return stop.result
-    except TimeoutError:
-        return probe.timed_out()
-    finally:
-        probe.close()
+    return await bounded(probe, probe.run(host), deadline)
 
 
 async def open_smtp_session(
@@ -75,19 +68,8 @@ async def open_smtp_session(
     The caller owns the session: :meth:`SmtpSession.close` it in a ``finally``.
     """
     probe = _SmtpProbe(account, options, context)
-    try:
-        async with asyncio.timeout_at(deadline):
-            await probe.open(host)
-    except _Stop as stop:
-        probe.close()
-        return stop.result
-    except TimeoutError:
-        probe.close()
-        return probe.timed_out()
-    except BaseException:
-        probe.close()
-        raise
-    return SmtpSession(probe)
+    failed = await bounded(probe, probe.open(host), deadline, keep_open=True)
+    return failed if isinstance(failed, CheckResult) else SmtpSession(probe)
 
 
 class SmtpSession:
@@ -139,9 +121,9 @@ class _SmtpProbe:
 
     def stop(
         self, code: Code, message: str, hint: str | None = None, reply: str | None = None
-    ) -> _Stop:
+    ) -> ProbeStop:
         hint = hint or hint_for(code, "smtp", self.host, self.port, spoke=self.spoke)
-        return _Stop(self.state.fail(code, message, hint, reply))
+        return ProbeStop(self.state.fail(code, message, hint, reply))
 
     def timed_out(self) -> CheckResult:
         step = self.state.step
@@ -166,7 +148,7 @@ class _SmtpProbe:
             transport.abort()
         self.smtp.close()
 
-    def translate(self, exc: BaseException) -> _Stop:
+    def translate(self, exc: BaseException) -> ProbeStop:
         """The one place where library exceptions become report codes."""
         tls_error = find_tls_error(exc)
         if tls_error is not None:
@@ -229,7 +211,7 @@ class _SmtpProbe:
                 await self.starttls()
             mechanism = self.choose_mechanism()
             await self.authenticate(mechanism)
-        except _Stop:
+        except ProbeStop:
             raise
         except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
             raise self.translate(exc) from None
