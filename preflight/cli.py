@@ -398,12 +398,8 @@ def _run_check(
                 # jsonl streams each report as it is done; text and json keep input order.
                 ordered=output_format != "jsonl",
             ):
-                if progress is not None:
-                    progress.clear()
-                writer.write(report)
+                _emit(writer, progress, report)
                 failed = failed or not report.ok
-                if progress is not None:
-                    progress.update(report.ok)
 
         try:
             if accounts is None:
@@ -423,10 +419,23 @@ def _run_check(
         except BaseException:
             _abandon(writer, progress)
             raise
-        if progress is not None:
-            progress.clear()
-        writer.close()
+        _finish(writer, progress)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _emit(writer: Writer, progress: Any, item: Any) -> None:
+    """Write one report (or submit record), keeping the progress line out of its way."""
+    if progress is not None:
+        progress.clear()
+    writer.write(item)
+    if progress is not None:
+        progress.update(item.ok)
+
+
+def _finish(writer: Writer, progress: Any) -> None:
+    if progress is not None:
+        progress.clear()
+    writer.close()
 
 
 @contextlib.contextmanager
@@ -593,12 +602,8 @@ def submit(accounts: str, **flags: Any) -> None:
                     per_host=flags["per_host"],
                     dry_run=flags["dry_run"],
                 ):
-                    if progress is not None:
-                        progress.clear()
-                    writer.write(record)
+                    _emit(writer, progress, record)
                     all_ok = all_ok and record.ok
-                    if progress is not None:
-                        progress.update(record.ok)
             finally:
                 await client.aclose()
 
@@ -622,9 +627,7 @@ def submit(accounts: str, **flags: Any) -> None:
             raise
         finally:
             journal.close()
-        if progress is not None:
-            progress.clear()
-        writer.close()
+        _finish(writer, progress)
     sys.exit(EXIT_OK if all_ok else EXIT_FAILED)
 
 
