@@ -52,9 +52,7 @@ _INPUT_FORMAT_HELP = (
 )
 
 
-@cli.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("accounts", metavar="ACCOUNTS", required=False)
-@click.option(
+_FORMAT_OPTION = click.option(
     "--format",
     "output_format",
     type=click.Choice(["text", "json", "jsonl"]),
@@ -62,13 +60,19 @@ _INPUT_FORMAT_HELP = (
     show_default=True,
     help=_FORMAT_HELP,
 )
-@click.option(
+_INPUT_FORMAT_OPTION = click.option(
     "--input-format",
     type=click.Choice(["auto", "json", "jsonl", "csv"]),
     default="auto",
     show_default=True,
     help=_INPUT_FORMAT_HELP,
 )
+
+
+@cli.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("accounts", metavar="ACCOUNTS", required=False)
+@_FORMAT_OPTION
+@_INPUT_FORMAT_OPTION
 def validate(accounts: str | None, output_format: str, input_format: str) -> None:
     """Check payloads against the save-account schema, offline.
 
@@ -137,21 +141,8 @@ _CHECK_OPTIONS = [
         is_flag=True,
         help="Skip the sending-domain check (SPF, DMARC, DKIM).",
     ),
-    click.option(
-        "--format",
-        "output_format",
-        type=click.Choice(["text", "json", "jsonl"]),
-        default="text",
-        show_default=True,
-        help=_FORMAT_HELP,
-    ),
-    click.option(
-        "--input-format",
-        type=click.Choice(["auto", "json", "jsonl", "csv"]),
-        default="auto",
-        show_default=True,
-        help=_INPUT_FORMAT_HELP,
-    ),
+    _FORMAT_OPTION,
+    _INPUT_FORMAT_OPTION,
     click.option(
         "--ca-file",
         type=click.Path(exists=True, dir_okay=False),

@@ -6,7 +6,7 @@ The shape is the one in ``shared/design/check-contract.md``. A failed check is a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
@@ -135,7 +135,3 @@ class AccountReport:
             "checks": [check.to_dict() for check in self.checks],
             "line": self.line,
         }
-
-
-def all_ok(reports: Iterable[AccountReport]) -> bool:
-    return all(report.ok for report in reports)
