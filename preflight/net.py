@@ -220,14 +220,18 @@ class ProbeState:
         )
 
     def passed(self, message: str) -> CheckResult:
+        """Success; a ``warn`` when the probe noted warnings, which go to
+        ``details.warnings`` as ``{"message": ...}`` objects (the payload check's shape)."""
         if self.warnings:
-            details = {**self.details, "warnings": list(self.warnings)}
+            warnings = [{"message": warning} for warning in self.warnings]
+            details = {**self.details, "warnings": warnings}
+            first = self.warnings[0]
             return CheckResult(
                 self.name,
                 Status.WARN,
                 Code.OK,
                 f"{message}; " + "; ".join(self.warnings),
-                self.warnings[0][0].upper() + self.warnings[0][1:] + ".",
+                first[:1].upper() + first[1:] + ".",
                 self.elapsed_ms(),
                 details,
             )

@@ -8,23 +8,38 @@ Writers take reports one at a time, as accounts finish, and a final ``close``:
   interrupted run never leaves half a JSON document on standard output;
 - ``text`` writes a few lines per account and a summary with counts per code.
 
-Nothing here sees a secret: reports never hold one.
+Nothing here sees a secret: reports never hold one. Everything else in a report may
+come from the input or from a server (an address, a reply), so the text writers pass
+every such string through :func:`printable` (no terminal control sequence reaches the
+terminal), and the JSON writers through :func:`json_text` (no lone surrogate, which
+aiosmtplib keeps for a reply's non-UTF-8 bytes, reaches a strict UTF-8 stream).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
+import re
 import tempfile
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 
-from preflight.report import AccountReport, CheckResult, Status
+from preflight.report import AccountReport, CheckResult, Code, Status
 
 if TYPE_CHECKING:
     from preflight.submit import SubmitRecord
 
-__all__ = ["OUTPUT_FORMATS", "JsonLinesWriter", "JsonWriter", "TextWriter", "Writer", "use_color"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "JsonLinesWriter",
+    "JsonWriter",
+    "TextWriter",
+    "Writer",
+    "json_text",
+    "printable",
+    "use_color",
+]
 
 OUTPUT_FORMATS: Final = ("text", "json", "jsonl")
 
@@ -54,8 +69,62 @@ def use_color(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def _dumps(report: Reportable) -> str:
-    return json.dumps(report.to_dict(), ensure_ascii=False, separators=(",", ":"))
+_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    point = ord(char)
+    if point < 0x100:
+        return f"\\x{point:02x}"
+    return f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
+
+
+def printable(text: object) -> str:
+    """``text`` (anything, shown as ``str()``) safe to print on a terminal, on one line.
+
+    Every character that is not printable is escaped the way Python writes it:
+    C0 and C1 controls (ESC, BEL, CSI, the start of an OSC title), DEL, line breaks,
+    lone surrogates, format characters such as a right-to-left override. ``"\\x1b[2J"``
+    is shown, not obeyed. Letters, marks and symbols of any script are kept;
+    backslashes are kept as they are.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def json_text(value: object, *, ascii_only: bool = False, **options: Any) -> str:
+    """``json.dumps(value)`` that any UTF-8 stream can take.
+
+    Non-ASCII text stays readable (unless ``ascii_only``); a lone surrogate is
+    written as its JSON escape (``"\\udcff"``) instead of raising when encoded.
+    A value JSON has no type for is written as its ``str()``.
+    """
+    text = json.dumps(value, ensure_ascii=ascii_only, default=str, **options)
+    if ascii_only:
+        return text
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _ascii_only(out: TextIO) -> bool:
+    """Whether ``out`` cannot take any Unicode text (an ASCII or Latin-1 standard output)."""
+    encoding = getattr(out, "encoding", None) or "utf-8"
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return True
+    return not name.startswith("utf")
+
+
+def _dumps(report: Reportable, *, ascii_only: bool = False) -> str:
+    return json_text(report.to_dict(), ascii_only=ascii_only, separators=(",", ":"))
 
 
 class JsonLinesWriter:
@@ -63,9 +132,10 @@ class JsonLinesWriter:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.ascii_only = _ascii_only(out)
 
     def write(self, report: Reportable) -> None:
-        self.out.write(_dumps(report) + "\n")
+        self.out.write(_dumps(report, ascii_only=self.ascii_only) + "\n")
         self.out.flush()
 
     def close(self, *, interrupted: bool = False) -> None:
@@ -81,6 +151,7 @@ class JsonWriter:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
+        self.ascii_only = _ascii_only(out)
         self.ok = True
         self.count = 0
         self._spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
@@ -90,7 +161,7 @@ class JsonWriter:
     def write(self, report: Reportable) -> None:
         if self.count:
             self._spool.write(",\n")
-        self._spool.write(_dumps(report))
+        self._spool.write(_dumps(report, ascii_only=self.ascii_only))
         self.ok = self.ok and report.ok
         self.count += 1
 
@@ -146,33 +217,32 @@ class TextWriter:
             self.failed += 1
         elif worst is Status.WARN:
             self.warned += 1
-        label = report.account if report.account is not None else "(no from_email)"
+        label = printable(report.account) if report.account is not None else "(no from_email)"
         where = f"#{report.index}" + (f", line {report.line}" if report.line is not None else "")
         word = {Status.FAIL: "FAIL", Status.WARN: "WARN"}.get(worst, "PASS")
         lines = [f"{self._style(word, worst, bold=True)}  {label}  ({where})"]
         for check in report.checks:
             if check.status in (Status.FAIL, Status.WARN):
-                warning = f"{check.name} warning" if check.code.value == "ok" else check.code.value
-                self.codes[check.code.value if check.status is Status.FAIL else warning] += 1
+                key = check.code.value
+                if check.status is Status.WARN and check.code is Code.OK:
+                    key = f"{printable(check.name)} warning"
+                self.codes[key] += 1
                 lines.extend(self._check_lines(check))
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 
     def _check_lines(self, check: CheckResult) -> list[str]:
         status = self._style(f"{check.status.value:<4}", check.status)
-        code = "" if check.code.value == "ok" else f"  {check.code.value}"
-        lines = [f"  {check.name:<9} {status}{code}  {check.message}"]
+        code = "" if check.code is Code.OK else f"  {check.code.value}"
+        lines = [f"  {printable(check.name):<9} {status}{code}  {printable(check.message)}"]
+        shown = {check.message}
         for key, mark in (("errors", "-"), ("warnings", "~")):
-            problems = check.details.get(key) or []
-            if len(problems) > 1 or (problems and problems[0]["message"] != check.message):
-                lines.extend(f"      {mark} {problem['message']}" for problem in problems)
-        shown = {check.message} | {
-            problem["message"]
-            for key in ("errors", "warnings")
-            for problem in check.details.get(key) or []
-        }
+            messages = _messages(check.details.get(key))
+            if len(messages) > 1 or (messages and messages[0] != check.message):
+                lines.extend(f"      {mark} {printable(message)}" for message in messages)
+            shown.update(messages)
         if check.hint and check.hint not in shown:
-            lines.append(f"      hint: {check.hint}")
+            lines.append(f"      hint: {printable(check.hint)}")
         return lines
 
     def discard(self) -> None:
@@ -193,6 +263,27 @@ class TextWriter:
             for code, count in self.codes.most_common():
                 self.out.write(f"  {count:>6}  {code}\n")
         self.out.flush()
+
+
+def _messages(problems: object) -> list[str]:
+    """The messages of ``details.errors`` or ``details.warnings``.
+
+    Each is ``{"field": ..., "message": ...}`` (``field`` optional); anything else
+    (a plain string, an object without a message) is shown as it is, never a crash.
+    """
+    if not problems:
+        return []
+    if not isinstance(problems, list | tuple):
+        problems = [problems]
+    messages = []
+    for problem in problems:
+        if isinstance(problem, dict) and "message" in problem:
+            messages.append(str(problem["message"]))
+        elif isinstance(problem, str):
+            messages.append(problem)
+        else:
+            messages.append(json_text(problem))
+    return messages
 
 
 def _worst(report: AccountReport) -> Status:
@@ -226,20 +317,18 @@ class SubmitTextWriter:
     def write(self, record: SubmitRecord) -> None:
         self.counts[record.verdict] += 1
         word, status = self._WORDS.get(record.verdict, (record.verdict.upper(), Status.WARN))
-        label = record.account if record.account is not None else "(no from_email)"
+        label = printable(record.account) if record.account is not None else "(no from_email)"
         where = f"#{record.index}" + (f", line {record.line}" if record.line is not None else "")
-        styled = self.checks._style(f"{word:<8}", status, bold=True)
-        lines = [f"{styled}  {label}  ({where})  {record.message}"]
-        lines.extend(f"          ! {text}" for text in record.disagreement)
+        styled = self.checks._style(f"{printable(word):<8}", status, bold=True)
+        lines = [f"{styled}  {label}  ({where})  {printable(record.message)}"]
+        lines.extend(f"          ! {printable(text)}" for text in record.disagreement)
         if record.verdict == "failed_check" and record.report is not None:
             for check in record.report.checks:
                 if check.status is Status.FAIL:
                     self.codes[check.code.value] += 1
                     lines.extend("  " + line for line in self.checks._check_lines(check))
         if record.payload is not None:
-            import json
-
-            lines.append("          " + json.dumps(record.payload, ensure_ascii=False))
+            lines.append("          " + printable(json_text(record.payload)))
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 
