@@ -31,6 +31,7 @@ from typing import Any
 
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount
+from preflight.render import printable
 from preflight.report import AccountReport, Code, Status
 
 __all__ = ["AccountRejected", "guard", "guard_sync", "summary"]
@@ -81,9 +82,9 @@ def summary(report: AccountReport) -> str:
 
 
 def _one_line(text: str) -> str:
-    # from_email is shown as given, and an invalid one may hold line breaks or be
-    # huge: keep the summary one short line.
-    shown = text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
+    # from_email is shown as given, and an invalid one may hold line breaks, terminal
+    # control sequences or be huge: keep the summary one short, inert line.
+    shown = printable(text)
     return shown if len(shown) <= _MAX_LABEL else shown[: _MAX_LABEL - 3] + "..."
 
 

@@ -61,6 +61,7 @@ import httpx
 from preflight.guard import summary
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount
+from preflight.render import json_text
 from preflight.report import AccountReport
 from preflight.runner import check_account
 from preflight.secret import MASK
@@ -154,7 +155,7 @@ def _rejection(request: httpx.Request, report: AccountReport) -> httpx.Response:
     return httpx.Response(
         422,
         headers={"Content-Type": "application/json", "X-Preflight": "rejected"},
-        content=json.dumps(body, ensure_ascii=False, default=str).encode("utf-8"),
+        content=json_text(body).encode("utf-8"),
         request=request,
         extensions={REPORT_EXTENSION: report},
     )
