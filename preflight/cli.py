@@ -122,7 +122,9 @@ _CHECK_OPTIONS = [
         "-o",
         type=click.Path(dir_okay=False),
         metavar="FILE",
-        help="Write the reports to FILE, as they come, instead of standard output.",
+        help="Write the reports to FILE instead of standard output: to a new file beside "
+        "it (mode 0600), which replaces FILE at the end (also after Ctrl-C); an "
+        "unreadable input leaves FILE as it was.",
     ),
     click.option("--quiet", "-q", is_flag=True, help="No progress line on the terminal."),
     click.option(
@@ -431,17 +433,57 @@ def _finish(writer: Writer, progress: Any) -> None:
 
 @contextlib.contextmanager
 def _output(flags: dict[str, Any]) -> Iterator[TextIO]:
-    """Standard output, or the --output file (written as reports come)."""
+    """Standard output, or the --output file.
+
+    The reports go to a new file beside FILE, created mode 0600 (reports name
+    mailboxes and may carry platform messages), which replaces FILE when the run
+    ends with a report, complete or interrupted (the ``SystemExit`` of Ctrl-C). A run
+    that stops on an error (unreadable input: exit 2) leaves FILE as it was. A FILE
+    that is not a regular file (``/dev/null``, a FIFO) is written in place.
+    """
+    import stat
+    import tempfile
+
     path = flags.get("output")
     if not path:
         yield sys.stdout
         return
     try:
-        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
     except OSError as exc:
         raise InputProblem(f"{path}: cannot write the output file ({exc.strerror})") from None
-    with handle:
-        yield handle
+    try:
+        if mode is not None and not stat.S_ISREG(mode):
+            with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
+                yield handle
+            return
+        if mode is not None and not os.access(path, os.W_OK):
+            raise InputProblem(f"{path}: cannot write the output file (Permission denied)")
+        directory = os.path.dirname(os.path.abspath(path))
+        name = os.path.basename(path)
+        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise InputProblem(f"{path}: cannot write the output file ({exc.strerror})") from None
+    keep = False
+    try:
+        with open(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
+            try:
+                yield handle
+            except SystemExit:  # Ctrl-C: the writer closed its "interrupted" report
+                keep = True
+                raise
+            keep = True
+    finally:
+        try:
+            if keep:
+                os.replace(temp, path)
+        except OSError as exc:
+            raise InputProblem(f"{path}: cannot write the output file ({exc.strerror})") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
 
 def _writer_and_progress(
@@ -747,8 +789,23 @@ def discover_command(
     sys.exit(EXIT_OK if result.found else EXIT_FAILED)
 
 
+def _safe_standard_streams() -> None:
+    """Standard output and error never fail on what their encoding cannot take.
+
+    A report can carry a server reply's non-UTF-8 bytes (kept as lone surrogates)
+    and any Unicode text; on a strict UTF-8, ASCII or Latin-1 stream (LC_ALL=C,
+    PYTHONIOENCODING) those are written as backslash escapes instead of raising.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main() -> NoReturn:
     """The console script."""
+    _safe_standard_streams()
     try:
         cli.main(prog_name="preflight", standalone_mode=False)
     except click.exceptions.Exit as exc:
