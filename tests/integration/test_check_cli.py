@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -432,3 +434,139 @@ def test_unreachable_port_hint_names_settings_that_answer(stack: Stack, tmp_path
     assert smtp["code"] == "connect_refused"
     assert f"{stack.mail_host}:465" in smtp["details"]["answers"]
     assert "answers" in smtp["hint"]
+
+
+# --- issue 9: the output side ---------------------------------------------------------
+
+
+def test_text_report_of_insecure_warnings(stack: Stack, tmp_path: Path) -> None:
+    """--insecure: passing smtp/imap checks carry warnings; text renders them, exit 0."""
+    needs_postfix(stack)
+    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack), payload(stack, smtp_port=465)])
+    done = run("check", str(accounts), "--insecure", *local_flags(stack))
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("WARN  ") == 2
+    assert "the certificate was not verified (--insecure)" in done.stdout
+    assert "2 accounts: 2 passed (2 with warnings), 0 failed" in done.stdout
+    document = json.loads(
+        run("check", str(accounts), "--insecure", "--format", "json", *local_flags(stack)).stdout
+    )
+    smtp = document["accounts"][0]["checks"][2]
+    assert smtp["details"]["warnings"] == [
+        {"message": "the certificate was not verified (--insecure)"}
+    ]
+
+
+@contextlib.contextmanager
+def hostile_smtp() -> Iterator[int]:
+    """A clear-text SMTP server whose AUTH reply holds non-UTF-8 bytes and an OSC title."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def talk(conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 stub ESMTP \x1b[2J\r\n")
+            for line in lines:
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    conn.sendall(b"250-stub\r\n250 AUTH PLAIN LOGIN\r\n")
+                elif verb == b"AUTH":
+                    conn.sendall(b"535 5.7.8 bad \xff\xfe \x1b]0;pwned\x07 \x9b2J\r\n")
+                elif verb == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"502 no\r\n")
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(10)
+            threading.Thread(target=talk, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_non_utf8_reply_does_not_crash_any_output(stack: Stack, tmp_path: Path) -> None:
+    """A reply with non-UTF-8 bytes and control sequences: -o FILE and a strict stdout survive."""
+    with hostile_smtp() as port:
+        body = payload(stack, smtp_host="127.0.0.1", smtp_port=port, password=CANARY)
+        accounts = write_jsonl(tmp_path / "a.jsonl", [body])
+        flags = ["--smtp-security", "plain", "--allow-plaintext-auth", "--timeout", "5"]
+        flags += ["--no-domain-check", *local_flags(stack)]
+        for fmt in ("text", "json", "jsonl"):
+            out = tmp_path / f"r.{fmt}"
+            for target in (["-o", str(out)], []):
+                command = ["check", str(accounts), "--format", fmt, *flags, *target]
+                done = subprocess.run(
+                    [sys.executable, "-m", "preflight", *command],
+                    capture_output=True,
+                    timeout=60,
+                    env={**os.environ, "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8:strict"},
+                    check=False,
+                )
+                assert done.returncode == 1, done.stderr
+                assert b"Traceback" not in done.stderr
+                text = out.read_text(encoding="utf-8") if target else done.stdout.decode()
+                assert CANARY not in text
+                if fmt == "text":
+                    assert "\x1b" not in text
+                    assert "\x9b" not in text
+                    assert "\\udcff" in text  # the reply's 0xff byte, escaped
+                    assert "smtp      fail  auth_failed" in text
+                else:
+                    data = json.loads(text)
+                    report = data["accounts"][0] if fmt == "json" else data
+                    smtp = report["checks"][2]
+                    assert smtp["code"] == "auth_failed"
+                    assert "\udcff" in smtp["details"]["reply"]
+
+
+def test_ctrl_c_with_output_file_keeps_interrupted_document(
+    stack: Stack, listener: tuple[int, list[float]], tmp_path: Path
+) -> None:
+    """SIGINT with --format json -o FILE: FILE untouched until then, then the interrupted
+    document, mode 0600, no temporary file left."""
+    port, accepted = listener
+    body = payload(
+        stack, smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port
+    )
+    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack, smtp_prot=1)] + [body] * 8)
+    out = tmp_path / "report.json"
+    out.write_text("previous report\n")
+    out.chmod(0o644)
+    command = ["check", str(accounts), "--format", "json", "-o", str(out), "--timeout", "60"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "preflight", *command, "--concurrency", "2", *local_flags(stack)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    deadline = time.monotonic() + 30
+    while len(accepted) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.read_text() == "previous report\n"  # the run is under way; FILE is intact
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stdout == ""
+    document = json.loads(out.read_text())
+    assert document["interrupted"] is True
+    assert document["ok"] is False
+    assert document["accounts"][0]["checks"][0]["code"] == "payload_invalid"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "report.json"]
