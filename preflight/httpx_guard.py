@@ -136,6 +136,10 @@ def _raw_account(request: httpx.Request, body: bytes) -> RawAccount:
         return RawAccount(0, None, None, "the request body is not JSON (not UTF-8/16/32 text)")
     except RecursionError:
         return RawAccount(0, None, None, "the request body is not JSON (nested too deeply)")
+    except ValueError:  # a number too long for Python's int (more than 4300 digits)
+        return RawAccount(
+            0, None, None, "the request body is not JSON preflight can read (a number too long)"
+        )
     # A JSON value that is not an object gets payload_invalid from the payload check.
     return RawAccount(0, None, data)
 
