@@ -74,7 +74,9 @@ def summary(report: AccountReport) -> str:
 
     ``preflight rejected bob@example.com: smtp auth_failed, imap auth_failed``
     """
-    failing = [f"{c.name} {c.code.value}" for c in report.checks if c.status is Status.FAIL]
+    failing = [
+        f"{printable(c.name)} {c.code.value}" for c in report.checks if c.status is Status.FAIL
+    ]
     label = _one_line(report.account) if report.account is not None else "the account"
     if not failing:
         return f"preflight passed {label}"

@@ -97,20 +97,24 @@ def printable(text: object) -> str:
     return "".join(char if char.isprintable() else _escape(char) for char in text)
 
 
-_LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+#: What ``json.dumps(ensure_ascii=False)`` leaves raw and must not: lone surrogates (no
+#: UTF-8 stream takes them), DEL and the C1 controls, and the line separators that
+#: ``str.splitlines`` and JavaScript take for line breaks.
+_JSON_ESCAPE: Final = re.compile("[\ud800-\udfff\x7f-\x9f\u2028\u2029]")
 
 
 def json_text(value: object, *, ascii_only: bool = False, **options: Any) -> str:
-    """``json.dumps(value)`` that any UTF-8 stream can take.
+    """``json.dumps(value)`` that any UTF-8 stream can take, on one line.
 
-    Non-ASCII text stays readable (unless ``ascii_only``); a lone surrogate is
-    written as its JSON escape (``"\\udcff"``) instead of raising when encoded.
-    A value JSON has no type for is written as its ``str()``.
+    Non-ASCII text stays readable (unless ``ascii_only``); a lone surrogate, DEL, a
+    C1 control or U+2028/U+2029 is written as its JSON escape (``"\\udcff"``), so
+    encoding never raises and a JSON line is never split. A value JSON has no type
+    for is written as its ``str()``.
     """
     text = json.dumps(value, ensure_ascii=ascii_only, default=str, **options)
     if ascii_only:
         return text
-    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _ascii_only(out: TextIO) -> bool:

@@ -250,9 +250,11 @@ def test_json_writer_on_an_ascii_stream_stays_valid_json() -> None:
 
 
 def test_json_text_escapes_only_lone_surrogates() -> None:
-    """json_text keeps non-ASCII text readable and escapes lone surrogates."""
+    """json_text keeps non-ASCII text readable; escapes surrogates, C1, DEL, U+2028/9."""
     assert json_text({"a": "caf\u00e9\udcff"}) == '{"a": "caf\u00e9\\udcff"}'
     assert json_text(["\ud83d\ude00"], ascii_only=True) == '["\\ud83d\\ude00"]'
+    assert json_text("a\x85b\u2028c\x7f") == '"a\\u0085b\\u2028c\\u007f"'
+    assert json.loads(json_text("a\x85b\u2028\udcff")) == "a\x85b\u2028\udcff"
 
 
 def test_text_writer_summary_and_interrupted_line() -> None:
