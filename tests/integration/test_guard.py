@@ -121,3 +121,13 @@ async def test_guard_sync_refuses_inside_a_loop() -> None:
     """guard_sync inside a running loop says to await guard instead."""
     with pytest.raises(RuntimeError, match=r"await guard\(payload\)"):
         guard_sync({})
+
+
+def test_rejection_message_escapes_terminal_sequences() -> None:
+    """A from_email with ESC[2J, an OSC title or a lone surrogate is shown escaped, inert."""
+    with pytest.raises(AccountRejected) as caught:
+        guard_sync({"from_email": "a\x1b[2J\x1b]0;t\x07\x9b\udcff@example.com", "password": CANARY})
+    message = str(caught.value)
+    assert message.isprintable()
+    assert message.startswith("preflight rejected a\\x1b[2J\\x1b]0;t\\x07\\x9b\\udcff@example.com:")
+    message.encode("utf-8")  # no lone surrogate left to break a strict stream
