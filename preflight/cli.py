@@ -448,24 +448,30 @@ def _output(flags: dict[str, Any]) -> Iterator[TextIO]:
     if not path:
         yield sys.stdout
         return
+    failed = f"{path}: cannot write the output file"
     try:
-        mode = os.stat(path).st_mode
+        mode: int | None = os.stat(path).st_mode
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise InputProblem(f"{path}: cannot write the output file ({exc.strerror})") from None
+        raise InputProblem(f"{failed} ({exc.strerror})") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        try:
+            handle = open(path, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+        except OSError as exc:
+            raise InputProblem(f"{failed} ({exc.strerror})") from None
+        with handle:
+            yield handle
+        return
+    if mode is not None and not os.access(path, os.W_OK):
+        raise InputProblem(f"{failed} (Permission denied)")
+    directory = os.path.dirname(os.path.abspath(path))
     try:
-        if mode is not None and not stat.S_ISREG(mode):
-            with open(path, "w", encoding="utf-8", errors="backslashreplace") as handle:
-                yield handle
-            return
-        if mode is not None and not os.access(path, os.W_OK):
-            raise InputProblem(f"{path}: cannot write the output file (Permission denied)")
-        directory = os.path.dirname(os.path.abspath(path))
-        name = os.path.basename(path)
-        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        fd, temp = tempfile.mkstemp(
+            prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
+        )
     except OSError as exc:
-        raise InputProblem(f"{path}: cannot write the output file ({exc.strerror})") from None
+        raise InputProblem(f"{failed} ({exc.strerror})") from None
     keep = False
     try:
         with open(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
@@ -480,7 +486,7 @@ def _output(flags: dict[str, Any]) -> Iterator[TextIO]:
             if keep:
                 os.replace(temp, path)
         except OSError as exc:
-            raise InputProblem(f"{path}: cannot write the output file ({exc.strerror})") from None
+            raise InputProblem(f"{failed} ({exc.strerror})") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
