@@ -73,7 +73,12 @@ class Code(StrEnum):
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one check of one account."""
+    """The outcome of one check of one account.
+
+    In ``details``, ``errors`` and ``warnings`` (when present, in any check) are lists
+    of ``{"message": ...}`` objects, with ``"field"`` when the problem is a payload
+    field's: the writers and scripts rely on that one shape.
+    """
 
     name: str
     status: Status
