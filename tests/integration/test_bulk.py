@@ -330,7 +330,9 @@ def test_ctrl_c_keeps_finished_reports_and_exits_130(
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            if output.exists() and output.read_text().count("\n") >= 6:
+            # The reports go to a temporary file beside --output until the run ends.
+            partial = list(tmp_path.glob(".out.jsonl.*.tmp"))
+            if partial and partial[0].read_text().count("\n") >= 6:
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -342,6 +344,7 @@ def test_ctrl_c_keeps_finished_reports_and_exits_130(
     assert proc.returncode == 130
     assert "Traceback" not in stderr
     assert "Interrupted" in stderr
+    assert not list(tmp_path.glob(".out.jsonl.*.tmp"))
     lines = output.read_text().splitlines()
     reports = [json.loads(line) for line in lines]  # every line is a whole report
     assert 6 <= len(reports) < 40
