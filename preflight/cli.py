@@ -769,7 +769,6 @@ def discover_command(
     no_autoconfig: bool,
 ) -> None:
     import asyncio
-    import json
 
     from preflight.discover import discover, render_text
     from preflight.options import CheckOptions, parse_server
@@ -789,7 +788,10 @@ def discover_command(
     except ValueError as exc:  # the only ValueError discover raises: a malformed address
         raise click.BadParameter(str(exc), param_hint="EMAIL") from None
     if output_format == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        from preflight.render import ascii_only_stream, json_text
+
+        ascii_only = ascii_only_stream(sys.stdout)
+        click.echo(json_text(result.to_dict(), ascii_only=ascii_only, indent=2))
     else:
         click.echo(render_text(result), nl=False)
     sys.exit(EXIT_OK if result.found else EXIT_FAILED)

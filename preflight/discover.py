@@ -1158,10 +1158,14 @@ async def suggest_alternatives(
 
 def render_text(result: Discovery) -> str:
     """The discovery as a user reads it on a terminal."""
-    lines = [result.email]
+    from preflight.render import printable
+
+    # Greetings, autoconfig documents and DNS answers are the servers' words:
+    # shown escaped, never obeyed by the terminal.
+    lines = [printable(result.email)]
 
     def row(label: str, value: str) -> None:
-        lines.append(f"  {label:<10}{value}")
+        lines.append(f"  {label:<10}{printable(value)}")
 
     if result.provider is not None:
         entry = result.provider.provider

@@ -36,6 +36,7 @@ __all__ = [
     "JsonWriter",
     "TextWriter",
     "Writer",
+    "ascii_only_stream",
     "json_text",
     "printable",
     "use_color",
@@ -117,7 +118,7 @@ def json_text(value: object, *, ascii_only: bool = False, **options: Any) -> str
     return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _ascii_only(out: TextIO) -> bool:
+def ascii_only_stream(out: TextIO) -> bool:
     """Whether ``out`` cannot take any Unicode text (an ASCII or Latin-1 standard output)."""
     encoding = getattr(out, "encoding", None) or "utf-8"
     try:
@@ -136,7 +137,7 @@ class JsonLinesWriter:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.ascii_only = _ascii_only(out)
+        self.ascii_only = ascii_only_stream(out)
 
     def write(self, report: Reportable) -> None:
         self.out.write(_dumps(report, ascii_only=self.ascii_only) + "\n")
@@ -155,7 +156,7 @@ class JsonWriter:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.ascii_only = _ascii_only(out)
+        self.ascii_only = ascii_only_stream(out)
         self.ok = True
         self.count = 0
         self._spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
