@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: A bug in preflight (an exception nothing expected): BSD's EX_SOFTWARE.
+EXIT_INTERNAL = 70
 
 
 class InputProblem(click.ClickException):
@@ -41,7 +43,8 @@ def cli() -> None:
     \b
     Exit status: 0 every account passed (warnings allowed),
                  1 at least one account failed,
-                 2 bad usage or unreadable input.
+                 2 bad usage or unreadable input,
+                 70 a bug in preflight (PREFLIGHT_DEBUG=1 shows the traceback).
     """
 
 
@@ -834,4 +837,29 @@ def main() -> NoReturn:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(EXIT_FAILED)
+    except Exception as exc:  # the last line of defence: see _internal_error
+        _internal_error(exc)
     sys.exit(EXIT_OK)
+
+
+def _internal_error(exc: Exception) -> NoReturn:
+    """A bug, not the user's mistake: one line on stderr and exit 70, no traceback.
+
+    The exception's message is not shown: it may quote a value that holds a password
+    (a ``UnicodeEncodeError`` quotes its whole string). The type and the place are
+    enough to report the bug; ``PREFLIGHT_DEBUG=1`` shows the traceback to whoever
+    asks for it, on their own terminal.
+    """
+    if os.environ.get("PREFLIGHT_DEBUG"):
+        raise exc
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+    click.echo(
+        f"preflight: internal error ({type(exc).__name__}{where}). This is a bug in "
+        "preflight, not in your input: please report it with the command you ran "
+        "(PREFLIGHT_DEBUG=1 shows the traceback; it may quote your data).",
+        err=True,
+    )
+    sys.exit(EXIT_INTERNAL)
