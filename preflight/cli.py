@@ -618,9 +618,8 @@ def submit(accounts: str, **flags: Any) -> None:
             notify=notify,
         )
 
-    async def verify_key() -> None:
-        async with client() as api:
-            await api.verify_key()
+    class NotStarted(Exception):
+        """The key check failed: nothing was checked or sent."""
 
     if dry_run:
         journal = Journal.memory()  # a dry run neither reads nor writes the journal
@@ -645,13 +644,6 @@ def submit(accounts: str, **flags: Any) -> None:
             click.echo(
                 f"{journal_path}: a journal without a header; adopted for {base_url}", err=True
             )
-        if not dry_run:
-            try:
-                asyncio.run(verify_key())
-            except Unauthorized as exc:
-                raise InputProblem(f"{exc}. Nothing was checked or sent.") from None
-            except LookupFailed as exc:
-                raise InputProblem(f"{exc}. Nothing was checked or sent.") from None
         with _output(flags) as out:
             writer, progress = _writer_and_progress(flags, out, accounts, submit=True)
             all_ok = True
@@ -660,6 +652,13 @@ def submit(accounts: str, **flags: Any) -> None:
                 nonlocal all_ok
                 api = client()
                 try:
+                    if not dry_run:
+                        # One cheap authenticated call before any account is read,
+                        # with the client (and rate limiter) the saves use.
+                        try:
+                            await api.verify_key()
+                        except (Unauthorized, LookupFailed) as exc:
+                            raise NotStarted(str(exc)) from None
                     async for record in submit_many(
                         items,
                         options,
@@ -682,6 +681,9 @@ def submit(accounts: str, **flags: Any) -> None:
             except InputError as exc:
                 _abandon(writer, progress)
                 raise InputProblem(str(exc)) from None
+            except NotStarted as exc:
+                _abandon(writer, progress)
+                raise InputProblem(f"{exc}. Nothing was checked or sent.") from None
             except Unauthorized as exc:
                 _abandon(writer, progress)
                 raise InputProblem(
