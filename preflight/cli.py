@@ -682,7 +682,9 @@ def submit(accounts: str, **flags: Any) -> None:
                 _abandon(writer, progress)
                 raise InputProblem(str(exc)) from None
             except NotStarted as exc:
-                _abandon(writer, progress)
+                # Nothing was read or written: no summary of nothing on stdout.
+                if progress is not None:
+                    progress.clear()
                 raise InputProblem(f"{exc}. Nothing was checked or sent.") from None
             except Unauthorized as exc:
                 _abandon(writer, progress)
