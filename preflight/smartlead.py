@@ -5,14 +5,17 @@ refused API key (:class:`Unauthorized`), after which every further call would fa
 What matters most is whether a POST may have been applied:
 
 - ``saved`` (200), ``rejected`` (400/422: SmartLead's own check or its validation);
-- ``not_sent``: the connection failed before the request left (safe to send again);
+- ``not_sent``: the connection failed before the request left, or a 429 asked for a
+  wait longer than ``max_retry_wait`` (safe to send again);
 - ``unknown``: a read timeout, a dropped connection after sending, a 5xx. The account
   may exist now; sending again blindly could create a duplicate, so the caller
   looks it up first (:meth:`SmartLeadClient.find_accounts`).
 
 The API key travels in the query string (the API wants it there). httpx logs full
-URLs at INFO, so a filter on the ``httpx`` logger masks it; no URL is ever put in a
-message or exception here.
+URLs at INFO, so a filter on the ``httpx`` logger masks it; no request URL and no
+``str()`` of an httpx exception is ever put in a message or exception here. Text from
+the platform (or a proxy) is scrubbed of the key, the posted account's secrets and
+any ``api_key=`` value, made one line and bounded (:func:`error_message`).
 """
 
 from __future__ import annotations
@@ -458,8 +461,9 @@ class SmartLeadClient:
             return SaveResult(
                 SaveOutcome.NOT_SENT, None, f"could not connect to SmartLead ({type(exc).__name__})"
             )
-        except httpx.TransportError as exc:
-            # Sent, maybe applied: only a look-up can tell.
+        except httpx.HTTPError as exc:
+            # Sent, maybe applied: only a look-up can tell. (Never str(exc): an httpx
+            # error's text can hold the URL, and the URL the key.)
             return SaveResult(
                 SaveOutcome.UNKNOWN,
                 None,
