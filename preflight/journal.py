@@ -191,6 +191,11 @@ class Journal:
                 {"journal": FORMAT_VERSION, "base_url": base_url, "key_fingerprint": fingerprint}
             )
             return
+        if header.get("journal") != FORMAT_VERSION:
+            raise JournalError(
+                f"{path}: journal format {header.get('journal')!r}, not {FORMAT_VERSION}: "
+                "written by another version of preflight. Give another --journal"
+            )
         bound_url = str(header.get("base_url", ""))
         bound_key = str(header.get("key_fingerprint", ""))
         if not _same_base_url(bound_url, base_url):

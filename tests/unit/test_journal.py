@@ -217,3 +217,12 @@ def test_memory_journal_writes_nothing(tmp_path: Path) -> None:
     journal.append(Entry("a@example.test", "saved"))
     assert (journal.path, journal.last["a@example.test"].event) == (None, "saved")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_journal_of_another_format_is_refused(tmp_path: Path) -> None:
+    """A journal whose header names another format version is refused, not misread."""
+    path = tmp_path / "j.jsonl"
+    header = {"journal": 2, "base_url": BASE, "key_fingerprint": key_fingerprint(KEY)}
+    path.write_text(json.dumps(header) + "\n")
+    with pytest.raises(JournalError, match="journal format 2, not 1"):
+        opened(path)
