@@ -539,19 +539,30 @@ is checked exactly as `preflight check` does; those that pass are POSTed to
 /email-accounts/save, within SmartLead's rate limits; the others are listed with
 their codes and hints and are not sent.
 
+Before any account is checked, the run makes sure it can finish: --base-url is a
+valid http(s) URL, the journal is usable and belongs to this base URL and API key,
+no other run is using it, and SmartLead accepts the key (one listing call, limit=1).
+Any of these failing exits 2 at once, before a mailbox is contacted.
+
 Every outcome is appended to a journal (--journal; by default ACCOUNTS with
-.journal.jsonl added). Interrupt the run at any point and run the same command
-again: accounts already saved are not sent again, and an account whose earlier
-POST had an unknown outcome (timeout, dropped connection, 5xx) is looked up on
-the platform before it is sent, so no account is created twice.
+.journal.jsonl added; created 0600, locked for the run). Interrupt the run at any
+point and run the same command again: accounts already saved are not sent again,
+and an account whose earlier POST had an unknown outcome (timeout, dropped
+connection, 5xx) is looked up on the platform before it is sent, so no account is
+created twice.
+
+A 429 is waited out as Retry-After asks, up to --max-retry-wait seconds (said on
+standard error); a longer wait is not made: that account is recorded as not sent.
 
 The API key comes from the SMARTLEAD_API_KEY environment variable or
---api-key-file; it never goes on the command line, and is never printed.
+--api-key-file; it never goes on the command line, and is never printed. What the
+platform says is shown and journaled with the key and the account's secrets masked.
 
 \b
 Exit status: 0 every account was verified and saved (or had been),
              1 some account failed its check or was not saved,
-             2 bad usage, unreadable input, or the API key was refused.
+             2 bad usage, unreadable input, an unusable or busy journal,
+               or the API key was refused.
 
 \b
 Examples:
@@ -566,7 +577,8 @@ Examples:
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Check, and show what would be sent (secrets masked); send nothing.",
+    help="Check, and show what would be sent (secrets masked); send nothing, "
+    "no key or journal needed.",
 )
 @click.option(
     "--api-key-file",
@@ -579,12 +591,12 @@ Examples:
     default="https://server.smartlead.ai/api/v1",
     show_default=True,
     metavar="URL",
-    help="The API's base URL (a proxy, or a test server).",
+    help="The API's base URL (a proxy, or a test server): http:// or https://.",
 )
 @click.option(
     "--journal",
     "journal_path",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     metavar="PATH",
     help="The journal of outcomes, for resuming.  [default: ACCOUNTS.journal.jsonl]",
 )
@@ -602,74 +614,142 @@ Examples:
     show_default=True,
     help="Saves per second at most.",
 )
+@click.option(
+    "--max-retry-wait",
+    type=click.FloatRange(0, 86_400),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest wait a 429's Retry-After may impose; beyond it the account is not sent.",
+)
 @_check_options
 def submit(accounts: str, **flags: Any) -> None:
     import asyncio
     from pathlib import Path
 
-    from preflight.journal import Journal
+    from preflight.journal import Journal, JournalError
     from preflight.reader import InputError, open_accounts, read_accounts
-    from preflight.smartlead import RateLimit, SmartLeadClient, Unauthorized
+    from preflight.smartlead import (
+        LookupFailed,
+        RateLimit,
+        SmartLeadClient,
+        Unauthorized,
+        check_base_url,
+    )
     from preflight.submit import submit_many
 
     options = _options(flags)
-    key = None if flags["dry_run"] else _api_key(flags["api_key_file"])
+    dry_run = flags["dry_run"]
+    try:
+        base_url = check_base_url(flags["base_url"])
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    key = None if dry_run else _api_key(flags["api_key_file"])
     if flags["journal_path"]:
         journal_path = Path(flags["journal_path"])
     elif accounts == "-":
         journal_path = Path("preflight-submit.journal.jsonl")
     else:
         journal_path = Path(accounts + ".journal.jsonl")
-    journal = Journal(journal_path)
-    with _output(flags) as out:
-        writer, progress = _writer_and_progress(flags, out, accounts, submit=True)
-        all_ok = True
+    progress: Any = None
 
-        async def run(items: Any) -> None:
-            nonlocal all_ok
-            from preflight.secret import Secret
+    def notify(message: str) -> None:
+        if progress is not None:
+            progress.clear()
+        click.echo(message, err=True)
 
-            client = SmartLeadClient(
-                key or Secret(""),
-                flags["base_url"],
-                rate_limit=RateLimit(flags["rate_per_minute"], flags["burst"]),
-            )
-            try:
-                async for record in submit_many(
-                    items,
-                    options,
-                    client,
-                    journal,
-                    concurrency=flags["concurrency"],
-                    per_host=flags["per_host"],
-                    dry_run=flags["dry_run"],
-                ):
-                    _emit(writer, progress, record)
-                    all_ok = all_ok and record.ok
-            finally:
-                await client.aclose()
+    def client() -> SmartLeadClient:
+        from preflight.secret import Secret
 
+        return SmartLeadClient(
+            key or Secret(""),
+            base_url,
+            rate_limit=RateLimit(flags["rate_per_minute"], flags["burst"]),
+            max_retry_wait=flags["max_retry_wait"],
+            notify=notify,
+        )
+
+    class NotStarted(Exception):
+        """The key check failed: nothing was checked or sent."""
+
+    if dry_run:
+        journal = Journal.memory()  # a dry run neither reads nor writes the journal
+    else:
+        assert key is not None
         try:
-            with open_accounts(accounts) as stream:
-                source = "<stdin>" if accounts == "-" else accounts
-                items = read_accounts(stream, source=source, fmt=flags["input_format"])
-                asyncio.run(run(items))
-        except InputError as exc:
-            _abandon(writer, progress)
+            journal = Journal.open(journal_path, base_url=base_url, api_key=key.reveal())
+        except JournalError as exc:
             raise InputProblem(str(exc)) from None
-        except Unauthorized as exc:
-            _abandon(writer, progress)
-            raise InputProblem(
-                f"{exc}. Nothing more was sent; the journal keeps what was done."
-            ) from None
-        except KeyboardInterrupt:
-            _interrupted(writer, progress)
-        except BaseException:
-            _abandon(writer, progress)
-            raise
-        finally:
-            journal.close()
-        _finish(writer, progress)
+    try:
+        if journal.repaired:
+            click.echo(f"{journal_path}: {journal.repaired}", err=True)
+        if journal.bad_lines:
+            shown = ", ".join(map(str, journal.bad_lines[:20]))
+            more = f" and {len(journal.bad_lines) - 20} more" if len(journal.bad_lines) > 20 else ""
+            click.echo(
+                f"{journal_path}: skipped unreadable line(s) {shown}{more} "
+                "(not UTF-8 or not a journal entry)",
+                err=True,
+            )
+        if journal.adopted:
+            click.echo(
+                f"{journal_path}: a journal without a header; adopted for {base_url}", err=True
+            )
+        with _output(flags) as out:
+            writer, progress = _writer_and_progress(flags, out, accounts, submit=True)
+            all_ok = True
+
+            async def run(items: Any) -> None:
+                nonlocal all_ok
+                api = client()
+                try:
+                    if not dry_run:
+                        # One cheap authenticated call before any account is read,
+                        # with the client (and rate limiter) the saves use.
+                        try:
+                            await api.verify_key()
+                        except (Unauthorized, LookupFailed) as exc:
+                            raise NotStarted(str(exc)) from None
+                    async for record in submit_many(
+                        items,
+                        options,
+                        api,
+                        journal,
+                        concurrency=flags["concurrency"],
+                        per_host=flags["per_host"],
+                        dry_run=dry_run,
+                    ):
+                        _emit(writer, progress, record)
+                        all_ok = all_ok and record.ok
+                finally:
+                    await api.aclose()
+
+            try:
+                with open_accounts(accounts) as stream:
+                    source = "<stdin>" if accounts == "-" else accounts
+                    items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                    asyncio.run(run(items))
+            except InputError as exc:
+                _abandon(writer, progress)
+                raise InputProblem(str(exc)) from None
+            except NotStarted as exc:
+                # Nothing was read or written: no summary of nothing on stdout.
+                if progress is not None:
+                    progress.clear()
+                raise InputProblem(f"{exc}. Nothing was checked or sent.") from None
+            except Unauthorized as exc:
+                _abandon(writer, progress)
+                raise InputProblem(
+                    f"{exc}. Nothing more was sent; the journal keeps what was done."
+                ) from None
+            except KeyboardInterrupt:
+                _interrupted(writer, progress)
+            except BaseException:
+                _abandon(writer, progress)
+                raise
+            _finish(writer, progress)
+    finally:
+        journal.close()
     sys.exit(EXIT_OK if all_ok else EXIT_FAILED)
 
 
@@ -684,7 +764,8 @@ def _api_key(path: str | None) -> Any:
             with open(path, encoding="utf-8") as handle:
                 value = handle.readline().strip()
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputProblem(f"{path}: cannot read the API key file ({exc})") from None
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise InputProblem(f"{path}: cannot read the API key file ({reason})") from None
         if not value:
             raise InputProblem(f"{path}: the API key file is empty")
         return Secret(value)

@@ -5,23 +5,29 @@ refused API key (:class:`Unauthorized`), after which every further call would fa
 What matters most is whether a POST may have been applied:
 
 - ``saved`` (200), ``rejected`` (400/422: SmartLead's own check or its validation);
-- ``not_sent``: the connection failed before the request left (safe to send again);
+- ``not_sent``: the connection failed before the request left, or a 429 asked for a
+  wait longer than ``max_retry_wait`` (safe to send again);
 - ``unknown``: a read timeout, a dropped connection after sending, a 5xx. The account
   may exist now; sending again blindly could create a duplicate, so the caller
   looks it up first (:meth:`SmartLeadClient.find_accounts`).
 
 The API key travels in the query string (the API wants it there). httpx logs full
-URLs at INFO, so a filter on the ``httpx`` logger masks it; no URL is ever put in a
-message or exception here.
+URLs at INFO, so a filter on the ``httpx`` logger masks it; no request URL and no
+``str()`` of an httpx exception is ever put in a message or exception here. Text from
+the platform (or a proxy) is scrubbed of the key, the posted account's secrets and
+any ``api_key=`` value, made one line and bounded (:func:`error_message`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import email.utils
 import logging
+import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -32,15 +38,19 @@ from preflight.secret import MASK, Secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "LookupFailed",
     "RateLimit",
     "SaveOutcome",
     "SaveResult",
     "SmartLeadClient",
     "Unauthorized",
+    "check_base_url",
+    "error_message",
+    "parse_retry_after",
 ]
 
 DEFAULT_BASE_URL: Final = "https://server.smartlead.ai/api/v1"
-_KEY_IN_TEXT: Final = re.compile(r"(api_key=)[^&\s\"']*")
+_KEY_IN_TEXT: Final = re.compile(r"(?i)(api[_-]?key(?:=|%3D))[^&\s\"'<>]*")
 
 
 class _MaskApiKey(logging.Filter):
@@ -146,37 +156,172 @@ class _Limiter:
         self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
 
 
-def error_message(response: httpx.Response) -> str:
-    """The platform's message from either documented error shape, or the status."""
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+#: Longest platform message kept: enough for any documented one, not for a page.
+MAX_MESSAGE: Final = 300
+
+
+def _clean(text: str) -> str:
+    """One line, no control characters (a terminal escape from a proxy is not shown)."""
+    return _CONTROL.sub(" ", text).strip()
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "\u2026"
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret and every ``api_key=...`` value masked."""
+    from preflight.net import scrub as net_scrub
+
+    return _KEY_IN_TEXT.sub(rf"\g<1>{MASK}", net_scrub(text, secrets))
+
+
+def _details(details: Any) -> str:
+    if isinstance(details, dict):
+        return "; ".join(
+            f"{k}: {v}" if not isinstance(v, str) or v else str(k) for k, v in details.items()
+        )
+    if isinstance(details, list):
+        return "; ".join(str(d) for d in details)
+    return str(details) if details else ""
+
+
+def error_message(response: httpx.Response, secrets: tuple[str, ...] = ()) -> str:
+    """Every human-readable part of the platform's error body, or the status.
+
+    Keeps ``message`` and ``error`` (a string, or an object with ``message``,
+    ``code`` and ``details``): ``{"ok": false, "message": "SMTP connection failed",
+    "error": "Invalid credentials"}`` gives "SMTP connection failed: Invalid
+    credentials"; ``{"error": "from_name is required"}`` gives "from_name is
+    required". A body that is not JSON (a proxy's HTML page) gives the status only.
+    The result is one line, at most :data:`MAX_MESSAGE` characters, with
+    ``secrets`` and any ``api_key=`` value masked.
+    """
     try:
         body = response.json()
     except ValueError:
         body = None
+    parts: list[str] = []
     if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, str):
+            parts.append(message)
         error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
+        if isinstance(error, str):
+            parts.append(error)
+        elif isinstance(error, dict):
+            text = str(error.get("message") or "")
             code = error.get("code")
-            return f"{error['message']}" + (f" ({code})" if code else "")
-        if isinstance(body.get("message"), str):
-            return str(body["message"])
-    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+            if code:
+                text = f"{text} ({code})" if text else str(code)
+            details = _details(error.get("details"))
+            if details:
+                text = f"{text}: {details}" if text else details
+            parts.append(text)
+        elif error not in (None, False, ""):
+            parts.append(str(error))
+    kept: list[str] = []
+    for part in (_clean(scrub(p, secrets)) for p in parts):
+        if part and part not in kept:
+            kept.append(part)
+    if not kept:
+        return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    return _bounded(": ".join(kept))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: a number of seconds or an
+    HTTP-date. ``inf`` stays infinite (a cap decides); negative or past means 0;
+    ``nan``, empty or garbage give None (unknown)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return None if math.isnan(seconds) else max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _retry_after(response: httpx.Response) -> float:
-    header = response.headers.get("retry-after", "")
+    """How long a 429 asks to wait: the header, else the body's ``retry_after``, else 30 s."""
+    seconds = parse_retry_after(response.headers.get("retry-after"))
+    if seconds is not None:
+        return seconds
     try:
-        return max(0.0, float(header))
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        value = error.get("retry_after") if isinstance(error, dict) else None
+        seconds = parse_retry_after(str(value)) if isinstance(value, int | float | str) else None
     except ValueError:
-        pass
+        seconds = None
+    return 30.0 if seconds is None else seconds
+
+
+def describe_wait(seconds: float) -> str:
+    return "forever" if math.isinf(seconds) else f"{math.ceil(seconds)} s"
+
+
+def check_base_url(url: str) -> str:
+    """``url`` without its trailing slash, or ValueError saying what is wrong with it.
+
+    An http or https URL with a host and, if any, a port from 1 to 65535; no query
+    or fragment (the client adds ``api_key`` to the query itself).
+    """
+    text = url.strip()
     try:
-        error = response.json().get("error", {})
-        return max(0.0, float(error.get("retry_after", 30)))
-    except (ValueError, AttributeError, TypeError):
-        return 30.0
+        parsed = httpx.URL(text)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ValueError(f"--base-url {url!r} is not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(
+            f"--base-url {url!r} must start with https:// (or http://), like {DEFAULT_BASE_URL}"
+        )
+    if not parsed.host:
+        raise ValueError(f"--base-url {url!r} has no host name")
+    port = parsed.port
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"--base-url {url!r}: port {port} is not between 1 and 65535")
+    if parsed.query or parsed.fragment or parsed.userinfo:
+        raise ValueError(
+            f"--base-url {url!r} must not carry a query, fragment or user name "
+            "(the API key comes from SMARTLEAD_API_KEY or --api-key-file)"
+        )
+    return text.rstrip("/")
+
+
+class LookupFailed(Exception):
+    """Looking accounts up failed; the message is safe to show (scrubbed, no URL)."""
+
+
+class _WaitTooLong(Exception):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(describe_wait(seconds))
+        self.seconds = seconds
 
 
 class SmartLeadClient:
-    """A small async client of SmartLead's email-account endpoints."""
+    """A small async client of SmartLead's email-account endpoints.
+
+    Every text that comes from the platform (error bodies, status lines) is
+    scrubbed of the API key, of the posted account's secrets and of any
+    ``api_key=`` value before it is put in a result or an exception; no URL and no
+    ``str()`` of an httpx exception is ever put in one.
+
+    ``notify`` receives one-line notices the caller may show (a wait asked by
+    ``Retry-After``); this module never prints.
+    """
 
     def __init__(
         self,
@@ -186,6 +331,8 @@ class SmartLeadClient:
         rate_limit: RateLimit | None = None,
         timeout: float = 60.0,
         max_429_waits: int = 5,
+        max_retry_wait: float = 120.0,
+        notify: Callable[[str], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         _mask_loggers()
@@ -193,6 +340,10 @@ class SmartLeadClient:
         self.base_url = base_url.rstrip("/")
         self._limiter = _Limiter(rate_limit or RateLimit())
         self._max_429_waits = max_429_waits
+        self.max_retry_wait = max_retry_wait
+        self._notify = notify or (lambda message: None)
+        #: Set at the first 401: no request is sent after it.
+        self.refused: Unauthorized | None = None
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
@@ -211,40 +362,108 @@ class SmartLeadClient:
     def __repr__(self) -> str:
         return f"SmartLeadClient(base_url={self.base_url!r}, api_key={MASK!r})"
 
+    def _secrets(self, body: Any = None) -> tuple[str, ...]:
+        found = [self._key.reveal()]
+        if isinstance(body, dict):
+            for name in ("password", "imap_password", "token"):
+                found.extend(_strings(body.get(name)))
+        return tuple(s for s in found if s)
+
     async def _request(
         self,
         method: str,
         path: str,
         *,
+        what: str,
         params: dict[str, Any] | None = None,
         json: Any = None,
     ) -> httpx.Response:
-        """One request within the rate limit, waiting out 429s (``Retry-After``)."""
+        """One request within the rate limit, waiting out 429s (``Retry-After``) up
+        to ``max_retry_wait`` each; a longer wait raises :class:`_WaitTooLong`."""
+        if self.refused is not None:
+            raise self.refused
         query = {**(params or {}), "api_key": self._key.reveal()}
         for _ in range(self._max_429_waits + 1):
             await self._limiter.wait()
+            if self.refused is not None:
+                raise self.refused
             response = await self._client.request(
                 method, f"{self.base_url}{path}", params=query, json=json
             )
             if response.status_code == 401:
-                raise Unauthorized(
-                    f"SmartLead refused the API key (401): {error_message(response)}"
-                )
+                await response.aread()
+                if self.refused is None:
+                    self.refused = Unauthorized(
+                        "SmartLead refused the API key (401): "
+                        + error_message(response, self._secrets(json))
+                    )
+                raise self.refused
             if response.status_code != 429:
                 return response
-            self._limiter.pause(_retry_after(response))  # the next wait() waits it out
+            wait = _retry_after(response)
+            if wait > self.max_retry_wait:
+                raise _WaitTooLong(wait)
+            self._notify(
+                f"SmartLead asks to wait {describe_wait(wait)} (Retry-After); waiting before {what}"
+            )
+            self._limiter.pause(wait)  # the next wait() waits it out
         return response
 
-    async def save(self, body: dict[str, Any]) -> SaveResult:
-        """POST one account to ``/email-accounts/save``."""
+    def _too_long(self, wait: _WaitTooLong, what: str) -> str:
+        message = (
+            f"SmartLead asks to wait {describe_wait(wait.seconds)} (Retry-After); more than "
+            f"--max-retry-wait {describe_wait(self.max_retry_wait)}: not {what}"
+        )
+        self._notify(message)
+        return message
+
+    async def verify_key(self) -> None:
+        """One cheap authenticated call (the account list, ``limit=1``).
+
+        Raises :class:`Unauthorized` when the key is refused, :class:`LookupFailed`
+        when the API cannot be reached or answers something else than a list.
+        """
         try:
-            response = await self._request("POST", "/email-accounts/save", json=body)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            response = await self._request(
+                "GET",
+                "/email-accounts/",
+                what="checking the API key",
+                params={"offset": 0, "limit": 1},
+            )
+        except _WaitTooLong as exc:
+            raise LookupFailed(self._too_long(exc, "checking the API key")) from None
+        except httpx.HTTPError as exc:
+            raise LookupFailed(
+                f"cannot reach SmartLead at {self.base_url} ({type(exc).__name__})"
+            ) from None
+        _listing(response, self._secrets())
+
+    async def save(self, body: dict[str, Any]) -> SaveResult:
+        """POST one account to ``/email-accounts/save``.
+
+        Raises :class:`Unauthorized` on a 401 (the POST was not applied).
+        """
+        secrets = self._secrets(body)
+        label = _clean(str(body.get("from_email", "the account")))
+        try:
+            response = await self._request(
+                "POST", "/email-accounts/save", what=f"sending {label}", json=body
+            )
+        except _WaitTooLong as exc:
+            return SaveResult(SaveOutcome.NOT_SENT, 429, self._too_long(exc, f"sending {label}"))
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+            httpx.UnsupportedProtocol,
+            httpx.LocalProtocolError,
+            httpx.InvalidURL,
+        ) as exc:
             return SaveResult(
                 SaveOutcome.NOT_SENT, None, f"could not connect to SmartLead ({type(exc).__name__})"
             )
-        except httpx.TransportError as exc:
-            # Sent, maybe applied: only a look-up can tell.
+        except httpx.HTTPError as exc:
+            # Sent, maybe applied: only a look-up can tell. (Never str(exc): an httpx
+            # error's text can hold the URL, and the URL the key.)
             return SaveResult(
                 SaveOutcome.UNKNOWN,
                 None,
@@ -256,13 +475,13 @@ class SmartLeadClient:
             return SaveResult(
                 SaveOutcome.SAVED,
                 status,
-                _message(response, "saved"),
+                _bounded(_clean(scrub(_message(response, "saved"), secrets))),
                 _int(data.get("id")),
                 _bool(data.get("is_smtp_success")),
                 _bool(data.get("is_imap_success")),
             )
         if status in (400, 422):
-            return SaveResult(SaveOutcome.REJECTED, status, error_message(response))
+            return SaveResult(SaveOutcome.REJECTED, status, error_message(response, secrets))
         if status == 429:
             return SaveResult(
                 SaveOutcome.NOT_SENT, status, "still rate limited after waiting (429)"
@@ -271,32 +490,40 @@ class SmartLeadClient:
             return SaveResult(
                 SaveOutcome.UNKNOWN,
                 status,
-                f"server error ({error_message(response)}); the account may exist",
+                f"server error ({error_message(response, secrets)}); the account may exist",
             )
-        return SaveResult(SaveOutcome.REJECTED, status, error_message(response))
+        return SaveResult(SaveOutcome.REJECTED, status, error_message(response, secrets))
 
     async def find_accounts(self, email: str) -> list[dict[str, Any]]:
         """Stored accounts whose from_email or user name is ``email``, by paging
-        through ``GET /email-accounts/`` (100 at a time)."""
-        wanted = email.strip().lower()
+        through ``GET /email-accounts/`` (100 at a time).
+
+        Raises :class:`LookupFailed` (a safe message) when the listing fails or is
+        not a list, :class:`Unauthorized` on a 401.
+        """
+        from preflight.journal import account_key
+
+        wanted = account_key(email)
         found: list[dict[str, Any]] = []
         offset = 0
         while True:
-            response = await self._request(
-                "GET", "/email-accounts/", params={"offset": offset, "limit": 100}
-            )
-            if response.status_code != 200:
-                raise httpx.HTTPError(f"listing accounts failed: {error_message(response)}")
-            page = response.json()
-            if isinstance(page, dict):  # some deployments wrap the list
-                page = page.get("data") or page.get("email_accounts") or []
-            if not isinstance(page, list):
-                raise httpx.HTTPError("listing accounts returned no list")
+            try:
+                response = await self._request(
+                    "GET",
+                    "/email-accounts/",
+                    what=f"looking up {_clean(email)}",
+                    params={"offset": offset, "limit": 100},
+                )
+            except _WaitTooLong as exc:
+                raise LookupFailed(self._too_long(exc, f"looking up {_clean(email)}")) from None
+            except httpx.HTTPError as exc:
+                raise LookupFailed(f"listing accounts failed ({type(exc).__name__})") from None
+            page = _listing(response, self._secrets())
             for item in page:
                 if not isinstance(item, dict):
                     continue
                 names = {
-                    str(item.get(k, "")).strip().lower()
+                    account_key(str(item.get(k) or ""))
                     for k in ("from_email", "username", "user_name")
                 }
                 if wanted in names:
@@ -304,6 +531,39 @@ class SmartLeadClient:
             if len(page) < 100:
                 return found
             offset += 100
+
+
+def _listing(response: httpx.Response, secrets: tuple[str, ...]) -> list[Any]:
+    """The accounts of a listing answer, or :class:`LookupFailed`."""
+    if response.status_code != 200:
+        raise LookupFailed(
+            f"listing accounts failed: HTTP {response.status_code}: "
+            f"{error_message(response, secrets)}"
+        )
+    try:
+        page = response.json()
+    except ValueError:
+        kind = _clean(response.headers.get("content-type", "").split(";")[0]) or "no type"
+        raise LookupFailed(
+            f"listing accounts answered HTTP 200 with a body that is not JSON ({kind}): "
+            "a proxy or login page in the way?"
+        ) from None
+    if isinstance(page, dict):  # some deployments wrap the list
+        page = page.get("data") or page.get("email_accounts") or []
+    if not isinstance(page, list):
+        raise LookupFailed("listing accounts returned no list")
+    return page
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string inside ``value`` (a token is an object of strings)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _data(response: httpx.Response) -> dict[str, Any]:

@@ -16,14 +16,18 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from preflight.journal import Entry, Journal, account_key
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount
 from preflight.report import AccountReport, Status
 from preflight.runner import account_label, check_many
-from preflight.smartlead import SaveOutcome, SaveResult, SmartLeadClient
+from preflight.smartlead import (
+    LookupFailed,
+    SaveOutcome,
+    SaveResult,
+    SmartLeadClient,
+    Unauthorized,
+)
 
 __all__ = ["VERDICTS", "SubmitRecord", "submit_many"]
 
@@ -93,9 +97,10 @@ async def submit_many(
 ) -> AsyncIterator[SubmitRecord]:
     """Check and save ``accounts``, yielding a record for each as it is settled.
 
-    Raises :class:`preflight.smartlead.Unauthorized` at once when the API key is
-    refused (every further call would fail too); what was settled before is in the
-    journal and was yielded.
+    Raises :class:`preflight.smartlead.Unauthorized` when the API key is refused
+    (every further call would fail too), after the saves in flight have settled:
+    nothing is sent after the first 401, what was settled is in the journal and was
+    yielded (the accounts refused are yielded as ``not_sent``).
     """
     settled: list[SubmitRecord] = []
 
@@ -119,11 +124,14 @@ async def submit_many(
 
     sending: set[asyncio.Task[SubmitRecord]] = set()
     try:
-        async for report in check_many(
-            to_check(), options, concurrency=concurrency, per_host=per_host
-        ):
+        reports = check_many(to_check(), options, concurrency=concurrency, per_host=per_host)
+        async for report in reports:
             while settled:
                 yield settled.pop(0)
+            if client.refused is not None:
+                # Checks in flight are cancelled and their connections closed.
+                await reports.aclose()  # type: ignore[attr-defined]
+                break
             if report.ok and report.validated is not None:
                 sending.add(asyncio.ensure_future(_send(report, client, journal, dry_run)))
             else:
@@ -144,6 +152,8 @@ async def submit_many(
             done, sending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 yield task.result()
+        if client.refused is not None:
+            raise client.refused
     finally:
         for task in sending:
             task.cancel()
@@ -166,12 +176,19 @@ async def _send(
 
     if dry_run:
         return record("dry_run", "verified; would be sent", payload=account.to_payload())
+    if journal.saved(key) is not None:
+        # Saved under another spelling of the same address earlier in this run.
+        return record("already_saved", "saved already (journal); not sent again")
+    if client.refused is not None:
+        return record("not_sent", "not sent: SmartLead refused the API key (401)")
     if journal.uncertain(key):
         # An earlier POST may have been applied: look before sending again.
         try:
             found = await client.find_accounts(account.from_email)
-        except httpx.HTTPError as exc:
-            return record("unknown", f"earlier outcome unknown and the look-up failed ({exc})")
+        except LookupFailed as exc:
+            return record("unknown", f"earlier outcome unknown and the look-up failed: {exc}")
+        except Unauthorized:
+            return record("not_sent", "not sent: SmartLead refused the API key (401)")
         if found:
             account_id = found[0].get("id")
             journal.append(
@@ -191,7 +208,13 @@ async def _send(
     # platform applying the POST and the outcome being written, the rerun sees
     # "sending" and looks the account up instead of creating it twice.
     journal.append(Entry(key, "sending"))
-    result = await client.save(account.to_payload(reveal_secrets=True))
+    try:
+        result = await client.save(account.to_payload(reveal_secrets=True))
+    except Unauthorized:
+        # A 401 is not applied: safe to send on a later run, with a good key.
+        message = "not sent: SmartLead refused the API key (401)"
+        journal.append(Entry(key, "not_sent", None, 401, message))
+        return record("not_sent", message)
     journal.append(
         Entry(key, result.outcome.value, result.account_id, result.status, result.message)
     )

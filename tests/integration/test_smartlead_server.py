@@ -518,3 +518,80 @@ def test_cli_serves_until_interrupted() -> None:
     assert process.returncode == 0
     assert API_KEY not in out + err
     assert PASSWORD not in out + err
+
+
+def test_echo_quotes_the_key_in_a_401(server: SmartLeadServer) -> None:
+    """Faults.echo: a 401 quotes the key it was given, as a careless platform does."""
+    server.faults.update(echo=True)
+    with httpx.Client(base_url=server.base_url, params={"api_key": "wrong-key-3k"}) as wrong:
+        refused = wrong.get("/email-accounts/")
+    assert (
+        refused.status_code,
+        refused.json()["message"],
+    ) == (401, "Invalid API key: wrong-key-3k")
+
+
+def test_echo_quotes_the_url_in_a_5xx(server: SmartLeadServer, client: httpx.Client) -> None:
+    """Faults.echo: a forced 5xx quotes the request URL, api_key included."""
+    server.faults.update(echo=True, status_5xx=1)
+    failed = save(client, account())
+    assert failed.status_code == 500
+    assert f"api_key={API_KEY}" in failed.json()["message"]
+
+
+def test_echo_quotes_the_body_in_400_and_422(server: SmartLeadServer, client: httpx.Client) -> None:
+    """Faults.echo: a 400 or 422 quotes the request body, password included."""
+    server.faults.update(echo=True, connection_failed={"ana@preflight.test"})
+    rejected = save(client, account())
+    invalid = save(client, account("bo@preflight.test", from_name=None))
+    assert (rejected.status_code, invalid.status_code) == (400, 422)
+    assert PASSWORD in rejected.json()["message"]
+    assert PASSWORD in invalid.json()["message"]
+
+
+def test_documented_error_shapes(server: SmartLeadServer, client: httpx.Client) -> None:
+    """Faults.error_style='documented': the published 400, 422 and 401 bodies."""
+    server.faults.update(error_style="documented", connection_failed={"ana@preflight.test"})
+    rejected = save(client, account())
+    invalid = save(client, account("bo@preflight.test", from_name=None))
+    with httpx.Client(base_url=server.base_url, params={"api_key": "wrong"}) as wrong:
+        refused = wrong.get("/email-accounts/")
+    assert [rejected.json(), invalid.json(), refused.json()] == [
+        {"ok": False, "message": "SMTP connection failed", "error": "Invalid credentials"},
+        {"error": "from_name is required"},
+        {"message": "Invalid API Key"},
+    ]
+
+
+def test_listing_html(server: SmartLeadServer, client: httpx.Client) -> None:
+    """Faults.listing_html: a listing answered 200 with an HTML page."""
+    server.faults.update(listing_html=True)
+    page = client.get("/email-accounts/")
+    assert (page.status_code, page.headers["content-type"].split(";")[0]) == (200, "text/html")
+    assert page.text.startswith("<!DOCTYPE html>")
+
+
+def test_retry_after_any_text(server: SmartLeadServer, client: httpx.Client) -> None:
+    """Faults.retry_after may be any text: 86400, inf."""
+    server.faults.update(force_429=2, retry_after="86400")
+    first = save(client, account())
+    server.faults.update(retry_after="inf")
+    second = save(client, account())
+    assert [
+        (r.headers["retry-after"], r.json()["error"].get("retry_after")) for r in (first, second)
+    ] == [("86400", 86400), ("inf", None)]
+
+
+def test_revoke_key_after(server: SmartLeadServer, client: httpx.Client) -> None:
+    """Faults.revoke_key_after: the key works N times, then every request is 401."""
+    server.faults.update(revoke_key_after=2)
+    statuses = [client.get("/email-accounts/").status_code for _ in range(4)]
+    assert statuses == [200, 200, 401, 401]
+
+
+def test_server_error_for_some_addresses(server: SmartLeadServer, client: httpx.Client) -> None:
+    """Faults.server_error: saves of those addresses are 500 and not applied."""
+    server.faults.update(server_error={"ana@preflight.test"})
+    statuses = [save(client, account(e)).status_code for e in ("ana@preflight.test", "bo@x.test")]
+    assert statuses == [500, 200]
+    assert server.accounts_of("ana@preflight.test") == []

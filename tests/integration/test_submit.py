@@ -160,7 +160,7 @@ def test_rerun_sends_nothing_twice(
 def test_401_stops_the_run_at_once(
     stack: Stack, smartlead: SmartLeadServer, tmp_path: Path
 ) -> None:
-    """A refused API key stops everything after the first call, with a clear message."""
+    """A refused API key stops the run before any save, with a clear message (exit 2)."""
     needs_postfix(stack)
     accounts = write(tmp_path / "a.jsonl", [good(stack, n) for n in range(4)])
     done = run(
@@ -169,7 +169,7 @@ def test_401_stops_the_run_at_once(
     assert done.returncode == 2
     assert "refused the API key (401)" in done.stderr
     assert "wrong-key" not in done.stdout + done.stderr
-    assert len([r for r in smartlead.received if r.is_save]) == 1
+    assert [(r.method, r.query.get("limit")) for r in smartlead.received] == [("GET", ["1"])]
     assert smartlead.accounts == {}
 
 
