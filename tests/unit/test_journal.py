@@ -190,15 +190,48 @@ def test_unwritable_place_is_refused(tmp_path: Path) -> None:
     assert str(refused.value).startswith(f"{blocker / 'j.jsonl'}: cannot")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
 def test_read_only_journal_is_refused(tmp_path: Path) -> None:
-    """A journal without write permission is a clear error."""
-    path = tmp_path / "j.jsonl"
-    opened(path).close()
-    path.chmod(0o400)
-    with pytest.raises(JournalError) as refused:
-        opened(path)
-    assert f"{path}: cannot write the journal (Permission denied)" == str(refused.value)
+    """A journal without write permission is a clear error (as root: checked as nobody)."""
+    if os.geteuid() != 0:
+        path = tmp_path / "j.jsonl"
+        opened(path).close()
+        path.chmod(0o400)
+        with pytest.raises(JournalError) as refused:
+            opened(path)
+        assert f"{path}: cannot write the journal (Permission denied)" == str(refused.value)
+        return
+    # Root may write anything: open the journal in a forked child that has become
+    # nobody; the directory is open to all (the lock file goes beside the journal).
+    import shutil
+    import tempfile
+
+    place = Path(tempfile.mkdtemp(prefix="preflight-ro-"))
+    try:
+        place.chmod(0o777)
+        path = place / "j.jsonl"
+        opened(path).close()
+        path.chmod(0o444)
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what opening said, then leave at once
+            message = b"opened"
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                opened(path).close()
+            except JournalError as exc:
+                message = str(exc).encode()
+            except BaseException as exc:  # anything else is the test's failure
+                message = repr(exc).encode()
+            os.write(writer, message)
+            os._exit(0)
+        os.close(writer)
+        with os.fdopen(reader, "rb") as answer:
+            said = answer.read().decode()
+        os.waitpid(pid, 0)
+        assert f"{path}: cannot write the journal (Permission denied)" == said
+    finally:
+        shutil.rmtree(place)
 
 
 def test_each_entry_is_one_complete_line(tmp_path: Path) -> None:
