@@ -211,6 +211,7 @@ def test_read_only_journal_is_refused(tmp_path: Path) -> None:
         path = place / "j.jsonl"
         opened(path).close()
         path.chmod(0o444)
+        Path(f"{path}.lock").unlink()  # root's own lock file, which nobody may not open
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report what opening said, then leave at once
