@@ -505,6 +505,8 @@ _CHECKS: Final = {
 
 def suggest_field(name: str) -> str | None:
     """The documented field a typo most likely meant, if any is close."""
+    if len(name) > 64:  # no field is that long; difflib on a megabyte key takes seconds
+        return None
     close = difflib.get_close_matches(name.lower(), FIELDS, n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -546,8 +548,8 @@ def parse_account(raw: object) -> Parsed:
                     + (f"; did you mean {guess!r}?" if guess else ""),
                 )
             )
-    hidden = _holding_secrets(raw)
     swapped = _swapped_hosts(raw)
+    hidden = _holding_secrets(raw, swapped)
     for name, spec in FIELDS.items():
         value = raw.get(name)
         if value is None:
@@ -588,8 +590,9 @@ def _field_name(key: object) -> str:
 
 
 def secret_values(raw: Mapping[Any, Any]) -> set[str]:
-    """The non-empty ``password`` and ``imap_password`` of a raw payload."""
-    found = {raw.get(name) for name in ("password", "imap_password")}
+    """The non-empty ``password`` and ``imap_password`` of a raw payload, and a host
+    field's value when it looks swapped with the password (it is the password)."""
+    found = (raw.get(name) for name in ("password", "imap_password", *_swapped_hosts(raw)))
     return {value for value in found if isinstance(value, str) and value}
 
 
@@ -606,25 +609,29 @@ def _as_text(value: object) -> str | None:
     return None
 
 
-def _holding_secrets(raw: Mapping[Any, Any]) -> dict[str, str]:
-    """Fields other than the secrets whose value is the password, with their message.
+def _holding_secrets(raw: Mapping[Any, Any], swapped: set[str]) -> dict[str, str]:
+    """Fields other than the secrets whose value is a password, with their message.
 
     A password typed in the wrong field would otherwise be printed in a message and,
     in a host field, sent to DNS. from_email equal to user_name is normal; only
-    equality with a secret counts, and empty values never match.
+    equality with a secret counts, and empty values never match. A host column
+    swapped with the password column holds the password: it counts as one.
     """
-    secrets = secret_values(raw)
-    if not secrets:
-        return {}
+    secrets: dict[str, str] = {}
+    for name in ("password", "imap_password", *swapped):
+        value = raw.get(name)
+        if isinstance(value, str) and value:
+            which = name if name in SECRET_FIELDS else f"{name} (which looks like the password)"
+            secrets.setdefault(value, which)
     found: dict[str, str] = {}
     for name, spec in FIELDS.items():
-        if spec.secret or name not in raw:
+        if spec.secret or name in swapped or name not in raw:
             continue
         text = _as_text(raw[name])
-        if text in secrets:
-            which = "password" if text == raw.get("password") else "imap_password"
+        if text is not None and text in secrets:
             found[name] = (
-                f"{name} holds the same value as {which}: a password in the wrong field? "
+                f"{name} holds the same value as {secrets[text]}: a password in the wrong "
+                "field? "
                 "(the value is not shown)"
             )
     return found
