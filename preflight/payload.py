@@ -103,6 +103,7 @@ _SPECS: Final = (
 FIELDS: Final[Mapping[str, FieldSpec]] = {spec.name: spec for spec in _SPECS}
 REQUIRED: Final = tuple(spec.name for spec in _SPECS if spec.required)
 SECRET_FIELDS: Final = frozenset(spec.name for spec in _SPECS if spec.secret)
+_PLAIN_FIELDS: Final = tuple(spec.name for spec in _SPECS if not spec.secret)
 
 # The save page's advice: "start with 10-20 emails and use daily_rampup of 2-5".
 # Values within a factor of two of that range pass quietly; further out is a warning,
@@ -623,9 +624,11 @@ def _holding_secrets(raw: Mapping[Any, Any], swapped: set[str]) -> dict[str, str
         if isinstance(value, str) and value:
             which = name if name in SECRET_FIELDS else f"{name} (which looks like the password)"
             secrets.setdefault(value, which)
+    if not secrets:
+        return {}
     found: dict[str, str] = {}
-    for name, spec in FIELDS.items():
-        if spec.secret or name in swapped or name not in raw:
+    for name in _PLAIN_FIELDS:
+        if name in swapped or name not in raw:
             continue
         text = _as_text(raw[name])
         if text is not None and text in secrets:
@@ -640,7 +643,11 @@ def _holding_secrets(raw: Mapping[Any, Any], swapped: set[str]) -> dict[str, str
 def _swapped_hosts(raw: Mapping[Any, Any]) -> set[str]:
     """Host fields that are not host names while ``password`` is one (swapped columns)."""
     password = raw.get("password")
-    if not isinstance(password, str) or _check_host("password", password)[1] is not None:
+    if (
+        not isinstance(password, str)
+        or not ("." in password or ":" in password)  # the usual case, quickly
+        or _check_host("password", password)[1] is not None
+    ):
         return set()
     return {
         name

@@ -450,3 +450,52 @@ def test_check_contacts_nothing_for_single_label_host(
     )
     assert (code, received(dns_sink)) == (1, [])
     assert "S3cretWord" not in out + err
+
+
+# --- the same through `preflight check` ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "reason"),
+    [
+        (b"[\n" + DEEP.encode(), 2, "an account is nested too deeply"),
+        (b'[{"smtp_port":\n' + BIG.encode() + b"}]", 2, "a number has more than 4300 digits"),
+        (b'[\n{"from_name": "\xff"}]', 2, "not UTF-8 text (byte 0xff at column 16)"),
+    ],
+)
+def test_check_unreadable_file_exits_2(
+    tmp_path: Path, dns_sink: socket.socket, data: bytes, line: int, reason: str
+) -> None:
+    """check on a JSON document that cannot be read: exit 2 with file, line and reason."""
+    path = write(tmp_path, "a.json", data)
+    port = dns_sink.getsockname()[1]
+    for fmt in FORMATS:
+        code, out, err = invoke("check", "--format", fmt, "--dns-server", f"127.0.0.1:{port}", path)
+        assert (code, err) == (2, f"Error: {path}, line {line}: {reason}\n")
+        if fmt == "json":
+            assert out == ""
+    assert received(dns_sink) == []
+
+
+def test_check_bad_rows_fail_alone(tmp_path: Path, dns_sink: socket.socket) -> None:
+    """check on JSON Lines: each hostile row fails alone with its line; nothing contacted."""
+    rows = [
+        DEEP.encode() + b"\n",
+        b'{"smtp_port": ' + BIG.encode() + b"}\n",
+        b'{"from_name": "\xff"}\n',
+        line_of(account(from_email="a\ud800@example.com")),
+        json.dumps(account())[:-1].encode() + b', "password": "x"}\n',
+        line_of(account(smtp_host=SECRET)),
+        line_of(account(warmup_enabled=None)),
+    ]
+    path = write(tmp_path, "a.jsonl", b"".join(rows))
+    port = dns_sink.getsockname()[1]
+    code, out, err = invoke(
+        "check", "--format", "jsonl", "--dns-server", f"127.0.0.1:{port}", "--dns-for-hosts", path
+    )
+    got = sorted(reports(out), key=lambda r: r["index"])
+    assert (code, err) == (1, "")
+    assert [(r["line"], r["ok"]) for r in got] == [(n, False) for n in range(1, 8)]
+    assert [r["checks"][0]["code"] for r in got] == ["payload_invalid"] * 7
+    assert SECRET not in out
+    assert received(dns_sink) == []
