@@ -6,8 +6,15 @@ checks one raw mapping and reports *every* problem at once, each with the field 
 belongs to, so a user fixes a row in one go rather than one error per run.
 
 No message built here ever contains the value of a secret field (``password``,
-``imap_password``, ``token``) or of a field the schema does not know (a typo'd
-``pasword`` still holds a password).
+``imap_password``, ``token``), of a field the schema does not know (a typo'd
+``pasword`` still holds a password), of a field that holds the same value as a
+password, or of a host field without a dot (a password in the wrong column, which
+must not reach a resolver either). Other values are shown escaped and bounded.
+
+Hostile input is refused field by field, before any library sees it: a lone
+surrogate (``"\\ud800"`` in JSON) in any text, a control character (NUL included)
+in any single-line field, a key given twice (the reader records it in
+:class:`RawObject`).
 """
 
 from __future__ import annotations
@@ -634,8 +641,7 @@ def _holding_secrets(raw: Mapping[Any, Any], swapped: set[str]) -> dict[str, str
         if text is not None and text in secrets:
             found[name] = (
                 f"{name} holds the same value as {secrets[text]}: a password in the wrong "
-                "field? "
-                "(the value is not shown)"
+                "field? (the value is not shown)"
             )
     return found
 
