@@ -484,6 +484,7 @@ def test_check_bad_rows_fail_alone(tmp_path: Path, dns_sink: socket.socket) -> N
         b'{"smtp_port": ' + BIG.encode() + b"}\n",
         b'{"from_name": "\xff"}\n',
         line_of(account(from_email="a\ud800@example.com")),
+        line_of(account(password="pw\udfff")),
         json.dumps(account())[:-1].encode() + b', "password": "x"}\n',
         line_of(account(smtp_host=SECRET)),
         line_of(account(warmup_enabled=None)),
@@ -495,7 +496,7 @@ def test_check_bad_rows_fail_alone(tmp_path: Path, dns_sink: socket.socket) -> N
     )
     got = sorted(reports(out), key=lambda r: r["index"])
     assert (code, err) == (1, "")
-    assert [(r["line"], r["ok"]) for r in got] == [(n, False) for n in range(1, 8)]
-    assert [r["checks"][0]["code"] for r in got] == ["payload_invalid"] * 7
+    assert [(r["line"], r["ok"]) for r in got] == [(n, False) for n in range(1, 9)]
+    assert [r["checks"][0]["code"] for r in got] == ["payload_invalid"] * 8
     assert SECRET not in out
     assert received(dns_sink) == []
