@@ -35,6 +35,7 @@ FORMATS: Final = ("auto", "json", "jsonl", "csv")
 #: may take; nothing longer is ever held in memory.
 MAX_ACCOUNT_BYTES: Final = 1 << 20
 _CHUNK: Final = 1 << 16
+_NOT_SPACE: Final = re.compile("[^ \t\r\n\ufeff]")
 _BOM: Final = b"\xef\xbb\xbf"
 _SPACE: Final = b" \t\r\n"
 
@@ -365,11 +366,16 @@ class _Buffer:
         return pos
 
     def skip_space(self, pos: int) -> int:
-        """The position of the next character that is not white space (may read)."""
+        """The position of the next character that is not white space (may read, and
+        forget a long run of white space: positions before the result are void)."""
         while True:
-            while pos < len(self.text) and self.text[pos] in " \t\r\n\ufeff":
-                pos += 1
-            if pos < len(self.text) or not self.more():
+            found = _NOT_SPACE.search(self.text, pos)
+            if found:
+                return found.start()
+            pos = len(self.text)
+            if pos > _CHUNK:  # megabytes of blanks between accounts: memory stays bounded
+                pos -= self.drop_before(pos)
+            if not self.more():
                 return pos
 
 

@@ -362,3 +362,10 @@ def test_open_accounts_directory_is_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught, open_accounts(str(tmp_path)):
         pass
     assert caught.value.reason == "Is a directory"
+
+
+def test_blank_flood_in_json_array_is_skipped() -> None:
+    """Megabytes of blanks between array elements are skipped; the lines still count."""
+    blanks = b" " * (3 << 20) + b"\n" * 5 + b" " * (3 << 20)
+    accounts = read_bytes(b'[{"a": 1},' + blanks + b'{"a": 2}]')
+    assert [(a.line, a.data) for a in accounts] == [(1, {"a": 1}), (6, {"a": 2})]
