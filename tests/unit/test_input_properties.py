@@ -108,6 +108,7 @@ SCALARS = st.one_of(
     st.integers().map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(json.dumps),
     st.sampled_from(["1e999", "-1e999", "9" * 4000, "9" * 4301, "-" + "1" * 5000]),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "-0", "1.5e-400"]),
     st.text(max_size=20).map(json.dumps),
     st.sampled_from(['"\\ud800"', '"a\\udfffb"', '"\\u0000"', '"x@\\ud83d.com"', '"a\\nb"']),
     st.integers(1, 3000).map(lambda n: "[" * n + "]" * n),
@@ -148,6 +149,34 @@ def test_any_decoded_json_value_validates(value: str) -> None:
     except (ValueError, RecursionError):
         return
     rendered([validate(RawAccount(0, 1, data))])
+
+
+# Lone surrogates and NULs mixed into any text.
+TEXT = st.text(st.one_of(st.characters(), st.sampled_from(["\ud800", "\udfff", "\x00"])))
+PY_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**3990, max_value=10**4400),  # either side of 4,300 digits
+    st.floats(),
+    TEXT,
+    st.sampled_from(list(FIELDS)),
+)
+PY_VALUES = st.recursive(
+    PY_SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(TEXT, st.sampled_from(list(FIELDS))), children, max_size=8),
+    ),
+    max_leaves=16,
+)
+
+
+@settings(SETTINGS, max_examples=80)
+@given(value=st.dictionaries(st.sampled_from(list(FIELDS)), PY_VALUES, max_size=12))
+def test_any_python_payload_validates(value: dict[str, Any]) -> None:
+    """Any payload given from Python (huge ints, NaN, surrogates, NULs): a report."""
+    rendered([validate(RawAccount(0, None, value))])
 
 
 # --- any CSV -------------------------------------------------------------------------
