@@ -6,8 +6,15 @@ checks one raw mapping and reports *every* problem at once, each with the field 
 belongs to, so a user fixes a row in one go rather than one error per run.
 
 No message built here ever contains the value of a secret field (``password``,
-``imap_password``, ``token``) or of a field the schema does not know (a typo'd
-``pasword`` still holds a password).
+``imap_password``, ``token``), of a field the schema does not know (a typo'd
+``pasword`` still holds a password), of a field that holds the same value as a
+password, or of a host field without a dot (a password in the wrong column, which
+must not reach a resolver either). Other values are shown escaped and bounded.
+
+Hostile input is refused field by field, before any library sees it: a lone
+surrogate (``"\\ud800"`` in JSON) in any text, a control character (NUL included)
+in any single-line field, a key given twice (the reader records it in
+:class:`RawObject`).
 """
 
 from __future__ import annotations
@@ -33,7 +40,10 @@ __all__ = [
     "Kind",
     "Parsed",
     "Problem",
+    "RawObject",
     "parse_account",
+    "secret_values",
+    "shown_text",
 ]
 
 
@@ -100,6 +110,7 @@ _SPECS: Final = (
 FIELDS: Final[Mapping[str, FieldSpec]] = {spec.name: spec for spec in _SPECS}
 REQUIRED: Final = tuple(spec.name for spec in _SPECS if spec.required)
 SECRET_FIELDS: Final = frozenset(spec.name for spec in _SPECS if spec.secret)
+_PLAIN_FIELDS: Final = tuple(spec.name for spec in _SPECS if not spec.secret)
 
 # The save page's advice: "start with 10-20 emails and use daily_rampup of 2-5".
 # Values within a factor of two of that range pass quietly; further out is a warning,
@@ -114,6 +125,16 @@ class AccountType(StrEnum):
     GMAIL = "GMAIL"
     OUTLOOK = "OUTLOOK"
     SMTP = "SMTP"
+
+
+class RawObject(dict[str, Any]):
+    """A JSON object as read, remembering the keys it gave more than once.
+
+    ``json`` keeps the last of duplicated keys silently (a second ``password``
+    wins); the reader records them here so the payload check can refuse them.
+    """
+
+    duplicates: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,10 +233,31 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_DIGITS = re.compile(r"^[+-]?\d{100,}$")
+
+
 def _show(value: object) -> str:
-    """A short, printable rendering of a (non-secret) value for a message."""
+    """A short, printable rendering of a (non-secret) value for a message.
+
+    repr escapes control characters and lone surrogates; a huge number is described,
+    not written out (and int() of more than 4,300 digits would raise).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        # 14,000 bits is about 4,200 digits: str() still writes it out.
+        if value.bit_length() <= 14_000:
+            return f"a number of {len(str(abs(value)))} digits"
+        return "a number of over 4,000 digits"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def shown_text(text: str, limit: int = 254) -> str:
+    """``text`` safe to print: control characters and lone surrogates escaped, at most
+    ``limit`` characters (an address is at most 254)."""
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _json_type(value: object) -> str:
@@ -232,6 +274,13 @@ def _json_type(value: object) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _surrogate_message(name: str) -> str:
+    return (
+        f"{name} contains a lone surrogate (half of a UTF-16 pair, e.g. a \\ud800 escape), "
+        "which is not text any server can take; the value is not shown"
+    )
 
 
 def _check_text(name: str, value: object, *, multiline: bool = False) -> tuple[Any, str | None]:
@@ -272,20 +321,8 @@ def _check_host(name: str, value: object) -> tuple[Any, str | None]:
             f"{name} contains a line break or control character: not a host name, and "
             "the start of a command injection"
         )
-    if value != value.strip():
-        return None, f"{name} {_show(value)} has spaces around it"
-    if any(ch.isspace() for ch in value):
-        return None, f"{name} {_show(value)} contains spaces"
-    if _SCHEME.match(value):
-        host = value.split("://", 1)[1].split("/", 1)[0]
-        return None, f"{name} {_show(value)} is a URL; give only the host name, e.g. {host!r}"
-    if "/" in value:
-        return None, (
-            f"{name} {_show(value)} contains a path; give only the host name, "
-            f"e.g. {value.split('/', 1)[0]!r}"
-        )
-    if "@" in value:
-        return None, f"{name} {_show(value)} is an address; give the server's host name"
+    if _SURROGATE.search(value):
+        return None, _surrogate_message(name)
     literal = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:
         ipaddress.ip_address(literal)
@@ -293,13 +330,35 @@ def _check_host(name: str, value: object) -> tuple[Any, str | None]:
         pass
     else:
         return literal, None
+    if "." not in value.removesuffix("."):
+        # "localhost", "mail" or a password typed in the wrong column: a server the
+        # world can reach has a dotted name. Never echoed, never sent to a resolver.
+        return None, (
+            f"{name} is not a fully qualified host name (it has no dot, e.g. "
+            "smtp.example.com); the value is not shown, as it may be a password in the "
+            "wrong column"
+        )
+    if value != value.strip():
+        return None, f"{name} {_show(value)} has spaces around it"
+    if any(ch.isspace() for ch in value):
+        return None, f"{name} {_show(value)} contains spaces"
+    if _SCHEME.match(value):
+        host = value.split("://", 1)[1].split("/", 1)[0]
+        return None, f"{name} {_show(value)} is a URL; give only the host name, e.g. {_show(host)}"
+    if "/" in value:
+        return None, (
+            f"{name} {_show(value)} contains a path; give only the host name, "
+            f"e.g. {_show(value.split('/', 1)[0])}"
+        )
+    if "@" in value:
+        return None, f"{name} {_show(value)} is an address; give the server's host name"
     if value.count(":") == 1:
         host, port = value.split(":")
         port_field = name.replace("host", "port")
-        if port.isdigit():
+        if re.fullmatch("[0-9]{1,5}", port):
             return None, (
                 f"{name} {_show(value)} includes a port; put {port} in {port_field} "
-                f"and {host!r} here"
+                f"and {_show(host)} here"
             )
     ascii_host = value
     if not value.isascii():
@@ -307,7 +366,7 @@ def _check_host(name: str, value: object) -> tuple[Any, str | None]:
             import idna  # comes with email-validator
 
             ascii_host = idna.encode(value, uts46=True).decode("ascii")
-        except idna.IDNAError:
+        except (idna.IDNAError, UnicodeError):
             return None, f"{name} {_show(value)} is not a valid host name"
     labels = ascii_host[:-1].split(".") if ascii_host.endswith(".") else ascii_host.split(".")
     if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
@@ -319,6 +378,9 @@ def _check_host(name: str, value: object) -> tuple[Any, str | None]:
 
 def _number(name: str, value: object) -> tuple[int | float | None, str | None]:
     # bool is an int in Python, but `true` is not a number in JSON.
+    if isinstance(value, str) and _DIGITS.match(value.strip()):
+        # CSV digits that int() refuses to read (over 4,300 of them).
+        return None, f"{name} must be a number, not one of {len(value.strip())} digits"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None, f"{name} must be a number, not {_json_type(value)}" + (
             f" ({_show(value)})" if isinstance(value, str) else ""
@@ -334,7 +396,7 @@ def _whole(name: str, value: object) -> tuple[int | None, str | None]:
         return None, error
     if isinstance(number, float):
         if not number.is_integer():
-            return None, f"{name} must be a whole number, got {number!r}"
+            return None, f"{name} must be a whole number, got {_show(number)}"
         number = int(number)
     return number, None
 
@@ -344,7 +406,7 @@ def _check_port(name: str, value: object) -> tuple[Any, str | None]:
     if error or port is None:
         return None, error
     if not 1 <= port <= 65535:
-        return None, f"{name} must be between 1 and 65535, got {port}"
+        return None, f"{name} must be between 1 and 65535, got {_show(port)}"
     return port, None
 
 
@@ -353,7 +415,7 @@ def _check_count(name: str, value: object) -> tuple[Any, str | None]:
     if error or count is None:
         return None, error
     if count < 0:
-        return None, f"{name} must not be negative, got {count}"
+        return None, f"{name} must not be negative, got {_show(count)}"
     return count, None
 
 
@@ -362,7 +424,7 @@ def _check_number(name: str, value: object) -> tuple[Any, str | None]:
     if error or number is None:
         return None, error
     if number < 0:
-        return None, f"{name} must not be negative, got {number}"
+        return None, f"{name} must not be negative, got {_show(number)}"
     return number, None
 
 
@@ -371,7 +433,7 @@ def _check_percent(name: str, value: object) -> tuple[Any, str | None]:
     if error or number is None:
         return None, error
     if not 0 <= number <= 100:
-        return None, f"{name} must be between 0 and 100, got {number}"
+        return None, f"{name} must be between 0 and 100, got {_show(number)}"
     return number, None
 
 
@@ -399,6 +461,19 @@ def _check_type(name: str, value: object) -> tuple[Any, str | None]:
 def _check_token(name: str, value: object) -> tuple[Any, str | None]:
     if not isinstance(value, dict):
         return None, f"{name} must be an object (the OAuth token), not {_json_type(value)}"
+    # Walked without recursion: a token nested as deep as JSON allows is no stack risk.
+    stack: list[object] = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str) and _SURROGATE.search(node):
+            return None, _surrogate_message(name)
+        if isinstance(node, RawObject) and node.duplicates:
+            return None, f"{name} gives the same key more than once; the values are not shown"
+        if isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
     return Secret(value), None
 
 
@@ -415,7 +490,8 @@ def _check_email(name: str, value: object) -> tuple[Any, str | None]:
         # servers use; in real use such a domain fails the mx check (NXDOMAIN).
         valid = validate_email(value, check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
-        return None, f"{name} {_show(value)} is not a valid address: {exc}"
+        # The library's reason may quote parts of the value: bounded like the value.
+        return None, f"{name} {_show(value)} is not a valid address: {shown_text(str(exc), 160)}"
     return valid, None
 
 
@@ -437,6 +513,8 @@ _CHECKS: Final = {
 
 def suggest_field(name: str) -> str | None:
     """The documented field a typo most likely meant, if any is close."""
+    if len(name) > 64:  # no field is that long; difflib on a megabyte key takes seconds
+        return None
     close = difflib.get_close_matches(name.lower(), FIELDS, n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -458,25 +536,48 @@ def parse_account(raw: object) -> Parsed:
 
     values: dict[str, Any] = {}
     email_domain = ""
+    for key in getattr(raw, "duplicates", ()):
+        # json keeps the last one silently; which value the user meant is unknown.
+        errors.append(
+            Problem(
+                _field_name(key),
+                f"{_show(key)} is given more than once in the object; give it once "
+                "(the values are not shown)",
+            )
+        )
     for key in raw:
         if not isinstance(key, str) or key not in FIELDS:
             # The value is never shown: a typo'd "pasword" still holds a password.
-            guess = suggest_field(str(key))
+            guess = suggest_field(key) if isinstance(key, str) else None
             errors.append(
                 Problem(
-                    str(key),
-                    f"{key!r} is not a field of the save-account API"
+                    _field_name(key),
+                    f"{_show(key)} is not a field of the save-account API"
                     + (f"; did you mean {guess!r}?" if guess else ""),
                 )
             )
+    swapped = _swapped_hosts(raw)
+    hidden = _holding_secrets(raw, swapped)
     for name, spec in FIELDS.items():
         value = raw.get(name)
         if value is None:
             if spec.required:
                 errors.append(Problem(name, f"{name} is required ({spec.doc})"))
             continue
+        if name in hidden:
+            errors.append(Problem(name, hidden[name]))
+            continue
+        if isinstance(value, str) and _SURROGATE.search(value):
+            # Before any check: email-validator, idna and sockets raise on these.
+            errors.append(Problem(name, _surrogate_message(name)))
+            continue
         checked, error = _CHECKS[spec.kind](name, value)
         if error:
+            if name in swapped:
+                error = (
+                    f"{name} is not a host name but password is one: the password and "
+                    f"{name} columns look swapped (neither value is shown)"
+                )
             errors.append(Problem(name, error))
             continue
         if spec.kind is Kind.EMAIL:
@@ -489,6 +590,76 @@ def parse_account(raw: object) -> Parsed:
     if errors:
         return Parsed(None, errors, warnings)
     return Parsed(Account(**values, email_domain=email_domain), errors, warnings)
+
+
+def _field_name(key: object) -> str:
+    """A key the API does not know, as ``Problem.field``: printable and bounded."""
+    return shown_text(key, 64) if isinstance(key, str) else _show(key)
+
+
+def secret_values(raw: Mapping[Any, Any]) -> set[str]:
+    """The non-empty ``password`` and ``imap_password`` of a raw payload, and a host
+    field's value when it looks swapped with the password (it is the password)."""
+    found = (raw.get(name) for name in ("password", "imap_password", *_swapped_hosts(raw)))
+    return {value for value in found if isinstance(value, str) and value}
+
+
+def _as_text(value: object) -> str | None:
+    """A raw value as the text a CSV cell held (so ``587`` matches a password "587")."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and value.bit_length() <= 64:
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return None
+
+
+def _holding_secrets(raw: Mapping[Any, Any], swapped: set[str]) -> dict[str, str]:
+    """Fields other than the secrets whose value is a password, with their message.
+
+    A password typed in the wrong field would otherwise be printed in a message and,
+    in a host field, sent to DNS. from_email equal to user_name is normal; only
+    equality with a secret counts, and empty values never match. A host column
+    swapped with the password column holds the password: it counts as one.
+    """
+    secrets: dict[str, str] = {}
+    for name in ("password", "imap_password", *swapped):
+        value = raw.get(name)
+        if isinstance(value, str) and value:
+            which = name if name in SECRET_FIELDS else f"{name} (which looks like the password)"
+            secrets.setdefault(value, which)
+    if not secrets:
+        return {}
+    found: dict[str, str] = {}
+    for name in _PLAIN_FIELDS:
+        if name in swapped or name not in raw:
+            continue
+        text = _as_text(raw[name])
+        if text is not None and text in secrets:
+            found[name] = (
+                f"{name} holds the same value as {secrets[text]}: a password in the wrong "
+                "field? (the value is not shown)"
+            )
+    return found
+
+
+def _swapped_hosts(raw: Mapping[Any, Any]) -> set[str]:
+    """Host fields that are not host names while ``password`` is one (swapped columns)."""
+    password = raw.get("password")
+    if (
+        not isinstance(password, str)
+        or not ("." in password or ":" in password)  # the usual case, quickly
+        or _check_host("password", password)[1] is not None
+    ):
+        return set()
+    return {
+        name
+        for name in ("smtp_host", "imap_host")
+        if raw.get(name) is not None and _check_host(name, raw[name])[1] is not None
+    }
 
 
 def _check_relations(
@@ -523,8 +694,8 @@ def _check_relations(
         errors.append(
             Problem(
                 "total_warmup_per_day",
-                f"total_warmup_per_day ({per_day}) is above max_email_per_day ({cap}), "
-                "which includes warmup emails",
+                f"total_warmup_per_day ({_show(per_day)}) is above max_email_per_day "
+                f"({_show(cap)}), which includes warmup emails",
             )
         )
 
@@ -545,7 +716,7 @@ def _check_relations(
             warnings.append(
                 Problem(
                     "total_warmup_per_day",
-                    f"total_warmup_per_day {per_day} is far from the advised start of "
+                    f"total_warmup_per_day {_show(per_day)} is far from the advised start of "
                     f"{low}-{high} a day",
                 )
             )
@@ -554,7 +725,7 @@ def _check_relations(
             warnings.append(
                 Problem(
                     "daily_rampup",
-                    f"daily_rampup {rampup} is far above the advised {low}-{high} a day",
+                    f"daily_rampup {_show(rampup)} is far above the advised {low}-{high} a day",
                 )
             )
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Ma
 from typing import TYPE_CHECKING, Any, Literal
 
 from preflight.options import CheckOptions
-from preflight.payload import Account, parse_account
+from preflight.payload import Account, parse_account, secret_values, shown_text
 from preflight.reader import RawAccount
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status, skipped
 
@@ -45,11 +45,15 @@ _PAYLOAD_HINT = (
 
 
 def account_label(data: object) -> str | None:
-    """The report's ``account``: ``from_email`` as given, when it is text."""
+    """The report's ``account``: ``from_email`` as given, when it is text.
+
+    Printable and bounded (it is echoed in every format), and never a password: a
+    from_email equal to one is not shown.
+    """
     if isinstance(data, dict):
         value = data.get("from_email")
-        if isinstance(value, str):
-            return value
+        if isinstance(value, str) and value not in secret_values(data):
+            return shown_text(value)
     return None
 
 

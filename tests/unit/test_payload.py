@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from preflight.payload import FIELDS, REQUIRED, Account, AccountType, parse_account
+from preflight.payload import FIELDS, REQUIRED, Account, AccountType, RawObject, parse_account
 from preflight.secret import Secret
 
 CANARY = "CANARY-pw-7f3a"
@@ -161,6 +161,7 @@ def test_integral_float_port_is_accepted() -> None:
         ("a" * 64 + ".example.com", "not a valid host name"),
         ("192.168.1", "neither"),
         ("", "empty"),
+        ("localhost", "not a fully qualified host name"),
     ],
 )
 def test_bad_host_names(host: str, expect: str) -> None:
@@ -177,7 +178,6 @@ def test_bad_host_names(host: str, expect: str) -> None:
         "::1",
         "[::1]",
         "mail.bücher.de",
-        "localhost",
         "mx_1.example.com",
     ],
 )
@@ -324,3 +324,137 @@ def test_account_fields_are_the_documented_ones() -> None:
     """The Account dataclass carries every documented field."""
     assert all(hasattr(Account, name) or name in Account.__dataclass_fields__ for name in FIELDS)
     assert isinstance(parse_account(good()).account.password, Secret)  # type: ignore[union-attr]
+
+
+# --- issue 9: hostile values, passwords in the wrong field ---------------------------
+
+
+@pytest.mark.parametrize("host", ["localhost", "mail", "S3cret!pw", "pass:1234", "a.", "p w"])
+def test_single_label_host_is_invalid_and_not_shown(host: str) -> None:
+    """A host without a dot is refused, not echoed, and may be a misplaced password."""
+    message = errors_of(good(imap_host=host))["imap_host"]
+    assert message == (
+        "imap_host is not a fully qualified host name (it has no dot, e.g. "
+        "smtp.example.com); the value is not shown, as it may be a password in the "
+        "wrong column"
+    )
+
+
+def test_swapped_password_and_host_columns() -> None:
+    """password holding a host name while smtp_host does not: reported as swapped."""
+    errors = errors_of(good(password="smtp.example.com", smtp_host=CANARY))
+    assert errors == {
+        "smtp_host": "smtp_host is not a host name but password is one: the password and "
+        "smtp_host columns look swapped (neither value is shown)"
+    }
+
+
+def test_password_that_looks_like_a_host_is_fine_when_hosts_are() -> None:
+    """A password with dots is not a swap while both host fields are host names."""
+    assert errors_of(good(password="pass.word")) == {}
+
+
+@pytest.mark.parametrize(
+    ("field", "secret"),
+    [
+        ("user_name", "password"),
+        ("from_name", "password"),
+        ("smtp_host", "password"),
+        ("imap_user_name", "imap_password"),
+        ("custom_tracking_url", "imap_password"),
+        ("signature", "password"),
+    ],
+)
+def test_field_equal_to_a_password_is_invalid(field: str, secret: str) -> None:
+    """Any other field holding a password's value is invalid, named, value not shown."""
+    raw = good(imap_password="Other-" + CANARY)
+    raw[field] = raw[secret]
+    assert errors_of(raw) == {
+        field: f"{field} holds the same value as {secret}: a password in the wrong field? "
+        "(the value is not shown)"
+    }
+
+
+def test_number_equal_to_a_numeric_password_is_invalid() -> None:
+    """A CSV cell read as a number still matches a password of the same digits."""
+    errors = errors_of(good(password="70000", smtp_port=70000))
+    assert list(errors) == ["smtp_port"]
+    assert "70000" not in errors["smtp_port"]
+
+
+def test_usual_equal_fields_are_fine() -> None:
+    """from_email equal to user_name is normal; empty values never match."""
+    assert errors_of(good(password="", token={"access_token": "t"}, custom_tracking_url="")) == {}
+
+
+def test_swapped_host_value_elsewhere_is_hidden() -> None:
+    """With swapped columns, other fields holding the swapped host value are hidden too."""
+    errors = errors_of(good(password="smtp.example.com", smtp_host=CANARY, bcc=CANARY))
+    assert errors["bcc"] == (
+        "bcc holds the same value as smtp_host (which looks like the password): a password "
+        "in the wrong field? (the value is not shown)"
+    )
+    assert CANARY not in json.dumps(errors)
+
+
+@pytest.mark.parametrize(
+    "field", ["from_email", "from_name", "user_name", "password", "smtp_host", "signature"]
+)
+def test_lone_surrogate_value_is_invalid(field: str) -> None:
+    """A lone surrogate in any text field is refused before any library sees it."""
+    assert errors_of(good(**{field: "ab\ud800cd.com"}))[field] == (
+        f"{field} contains a lone surrogate (half of a UTF-16 pair, e.g. a \\ud800 escape), "
+        "which is not text any server can take; the value is not shown"
+    )
+
+
+def test_lone_surrogate_in_key_and_token_is_escaped() -> None:
+    """A lone surrogate in a key is shown escaped; one inside the token is refused."""
+    errors = errors_of(good(**{"x\udc80": 1}, token={"access_token": ["\ud800"]}))
+    assert errors == {
+        "x\\udc80": "'x\\udc80' is not a field of the save-account API",
+        "token": "token contains a lone surrogate (half of a UTF-16 pair, e.g. a \\ud800 "
+        "escape), which is not text any server can take; the value is not shown",
+    }
+
+
+def test_nul_is_a_control_character() -> None:
+    """NUL is refused like any control character, in every text field."""
+    errors = errors_of(good(from_name="A\x00", password="p\x00w", smtp_host="a\x00.com"))
+    assert set(errors) == {"from_name", "password", "smtp_host"}
+
+
+def test_duplicated_key_is_an_error() -> None:
+    """A key given twice (recorded by the reader) is an error naming it, not its values."""
+    raw = RawObject(good())
+    raw.duplicates = ("password",)
+    assert errors_of(raw) == {
+        "password": "'password' is given more than once in the object; give it once "
+        "(the values are not shown)"
+    }
+
+
+def test_duplicated_key_inside_token_is_an_error() -> None:
+    """A token object with a key twice is refused, its values not shown."""
+    token = RawObject({"access_token": CANARY})
+    token.duplicates = ("access_token",)
+    assert errors_of(good(token=token)) == {
+        "token": "token gives the same key more than once; the values are not shown"
+    }
+
+
+def test_huge_numbers_are_described_not_written() -> None:
+    """Numbers too long to print are described by size, never echoed whole."""
+    errors = errors_of(good(smtp_port=10**5000, imap_port=10**3999, max_email_per_day="9" * 200))
+    assert errors == {
+        "smtp_port": "smtp_port must be between 1 and 65535, got a number of over 4,000 digits",
+        "imap_port": "imap_port must be between 1 and 65535, got a number of 4000 digits",
+        "max_email_per_day": "max_email_per_day must be a number, not one of 200 digits",
+    }
+
+
+def test_long_values_and_keys_are_bounded_in_messages() -> None:
+    """A megabyte value or key is shown by its first characters only."""
+    errors = errors_of(good(type="X" * 1_000_000, **{"k" * 1_000_000: 1}))
+    assert max(len(message) for message in errors.values()) < 200
+    assert max(len(str(field)) for field in errors) <= 65

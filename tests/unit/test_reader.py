@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from preflight.reader import InputError, RawAccount, read_accounts
+from preflight.payload import RawObject
+from preflight.reader import InputError, RawAccount, open_accounts, read_accounts
 
 
 def read(text: str, source: str = "<input>", fmt: str = "auto") -> list[RawAccount]:
@@ -179,3 +181,191 @@ def test_jsonl_from_file_keeps_lines(tmp_path: Path) -> None:
     assert [(a.index, a.line, a.data["i"]) for a in accounts] == [  # type: ignore[index]
         (i, i + 1, i) for i in range(1000)
     ]
+
+
+# --- issue 9: bytes, bounded rows, rows that fail alone ------------------------------
+
+
+def read_bytes(data: bytes, source: str = "<input>", fmt: str = "auto") -> list[RawAccount]:
+    return list(read_accounts(io.BytesIO(data), source=source, fmt=fmt))
+
+
+def test_binary_stream_reads_like_text() -> None:
+    """A binary stream (what open_accounts gives) reads exactly as its text does."""
+    text = '\ufeff[\n {"a": "é"},\n {"a": 2}\n]\n'
+    assert read_bytes(text.encode()) == read(text)
+
+
+def test_utf8_bom_bytes_are_skipped() -> None:
+    """A UTF-8 byte order mark does not hide the first CSV column."""
+    accounts = read_bytes(b"\xef\xbb\xbffrom_name,smtp_port\nA,1\n")
+    assert accounts[0].data == {"from_name": "A", "smtp_port": 1}
+
+
+def test_jsonl_invalid_utf8_row_fails_alone() -> None:
+    """In JSON Lines a line that is not UTF-8 fails alone, with its line number."""
+    accounts = read_bytes(b'{"a": 1}\n{"a": "\xff"}\n{"a": 3}\n', fmt="jsonl")
+    assert [(a.line, a.data, a.error) for a in accounts] == [
+        (1, {"a": 1}, None),
+        (2, None, "line 2 is not UTF-8 text (byte 0xff at column 8)"),
+        (3, {"a": 3}, None),
+    ]
+
+
+def test_text_stream_lone_surrogate_fails_its_row() -> None:
+    """A lone surrogate in a text stream is not UTF-8: its row fails, the others read."""
+    accounts = read('{"a": 1}\n{"a": "\ud800"}\n{"a": 3}\n', fmt="jsonl")
+    assert [a.error is None for a in accounts] == [True, False, True]
+
+
+def test_jsonl_overlong_line_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line over the per-account limit fails alone; the next line is read."""
+    monkeypatch.setattr("preflight.reader.MAX_ACCOUNT_BYTES", 100)
+    long_line = b'{"a": "' + b'"x' * 500_000 + b'"}\n'  # quotes must not matter here
+    accounts = read_bytes(b'{"a": 1}\n' + long_line + b'{"a": 3}\n', source="a.jsonl")
+    assert [(a.line, a.data, a.error) for a in accounts] == [
+        (1, {"a": 1}, None),
+        (2, None, "line 2 is longer than 100 bytes, the limit for one account"),
+        (3, {"a": 3}, None),
+    ]
+
+
+def test_overlong_first_line_is_a_failed_jsonl_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object line over the limit, first in the file, fails alone as JSON Lines."""
+    monkeypatch.setattr("preflight.reader.MAX_ACCOUNT_BYTES", 100)
+    accounts = read_bytes(b'{"a": "' + b"x" * 1000 + b'"}\n{"a": 2}\n')
+    assert [(a.line, a.data) for a in accounts] == [(1, None), (2, {"a": 2})]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("[\n" + "[" * 100_000, 2, "an account is nested too deeply"),
+        ('{\n"a": ' + "[" * 100_000, 1, "an account is nested too deeply"),
+        ('[{"a": 1},\n{"a":\n' + "9" * 5000 + "}]", 3, "a number has more than 4300 digits"),
+        ('[{"a": "x"},\n\udcff', 2, "not UTF-8 text (byte 0xff at column 1)"),
+    ],
+)
+def test_unreadable_json_document_names_line(text: str, line: int, reason: str) -> None:
+    """Deep nesting, a huge number or a bad byte in a JSON document: InputError, line."""
+    with pytest.raises(InputError) as caught:
+        read_bytes(text.encode("utf-8", "surrogateescape"), source="f.json")
+    assert (caught.value.line, caught.value.reason) == (line, reason)
+
+
+def test_invalid_utf8_across_chunks_in_json_array() -> None:
+    """A character cut by a read chunk decodes; a bad byte far down names its line."""
+    item = '{"a": "' + "é" * 40_000 + '"}'
+    good = ("[" + ",\n".join([item] * 3) + "]").encode()
+    assert [a.data for a in read_bytes(good)] == [{"a": "é" * 40_000}] * 3
+    bad = good[:-2] + b"\xff" + good[-2:]
+    with pytest.raises(InputError) as caught:
+        read_bytes(bad)
+    assert caught.value.line == 3
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("[" * 100_000, "is nested too deeply to be an account"),
+        ('{"a": ' + "9" * 5000 + "}", "is not readable JSON: a number has more than 4300 digits"),
+    ],
+)
+def test_jsonl_unreadable_row_fails_alone(line: str, reason: str) -> None:
+    """Deep nesting or a huge number on one JSON Lines row fails that row only."""
+    accounts = read('{"a": 1}\n' + line + '\n{"a": 3}\n', fmt="jsonl")
+    assert [(a.data, a.error) for a in accounts] == [
+        ({"a": 1}, None),
+        (None, f"line 2 {reason}"),
+        ({"a": 3}, None),
+    ]
+
+
+def test_duplicated_keys_are_recorded() -> None:
+    """json keeps the last duplicate silently; the reader records the key, at any depth."""
+    (account,) = read('{"password": "a", "x": {"k": 1, "k": 2}, "password": "b"}')
+    assert isinstance(account.data, RawObject)
+    assert account.data.duplicates == ("password",)
+    assert account.data["x"].duplicates == ("k",)
+
+
+def test_csv_huge_number_cell_stays_text() -> None:
+    """A CSV number int() refuses to read stays text, for the payload check to name."""
+    accounts = read("from_name,smtp_port\nA," + "9" * 5000 + "\n")
+    assert accounts[0].data == {"from_name": "A", "smtp_port": "9" * 5000}
+
+
+def test_csv_rows_after_multiline_cell_fail_alone_with_their_line() -> None:
+    """A bad byte after a quoted multi-line cell fails only its row, at its line."""
+    data = b'from_name,signature\nA,"<p>\nhi</p>"\nB,\xff\nC,x\n'
+    accounts = read_bytes(data)
+    assert [(a.index, a.line, a.error) for a in accounts] == [
+        (0, 2, None),
+        (1, 4, "line 4 is not UTF-8 text (byte 0xff at column 3)"),
+        (2, 5, None),
+    ]
+
+
+def test_csv_overlong_row_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CSV row over the limit, even a quoted cell spanning lines, fails alone."""
+    monkeypatch.setattr("preflight.reader.MAX_ACCOUNT_BYTES", 100)
+    cell = '"' + "y\n" * 200 + '"'
+    accounts = read(f"from_name,signature\nA,{cell}\nB,x\n")
+    assert [(a.line, a.data, a.error) for a in accounts] == [
+        (2, None, "line 2 is longer than 100 bytes, the limit for one account"),
+        (203, {"from_name": "B", "signature": "x"}, None),
+    ]
+
+
+def test_csv_quote_never_closed_is_input_error() -> None:
+    """A quote never closed swallows the rest of the file: an InputError at its line."""
+    with pytest.raises(InputError) as caught:
+        read('from_name,signature\nA,x\nB,"open\nC,x\n')
+    assert (caught.value.line, caught.value.reason) == (3, "a quoted CSV cell is never closed")
+
+
+def test_csv_invalid_row_fails_alone() -> None:
+    """A row csv cannot parse (text after a closing quote) fails alone."""
+    accounts = read('from_name,signature\nA,"x"y\nB,x\n')
+    assert [(a.line, a.error) for a in accounts] == [
+        (2, "line 2 is not valid CSV: ',' expected after '\"'"),
+        (3, None),
+    ]
+
+
+def test_csv_old_mac_line_ends() -> None:
+    """CR-only line ends (old Mac CSV) still give one row per line."""
+    accounts = read("from_name,smtp_port\rA,1\rB,2\r")
+    assert [(a.line, a.data) for a in accounts] == [
+        (2, {"from_name": "A", "smtp_port": 1}),
+        (3, {"from_name": "B", "smtp_port": 2}),
+    ]
+
+
+def test_read_failure_is_input_error() -> None:
+    """An I/O error while reading is an InputError naming the source."""
+
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            raise OSError(5, "Input/output error")
+
+    with pytest.raises(InputError) as caught:
+        list(read_accounts(io.BufferedReader(Broken()), source="f.json"))
+    assert str(caught.value) == "f.json: cannot be read: Input/output error"
+
+
+def test_open_accounts_directory_is_input_error(tmp_path: Path) -> None:
+    """A directory given as the file of accounts is an InputError, not a traceback."""
+    with pytest.raises(InputError) as caught, open_accounts(str(tmp_path)):
+        pass
+    assert caught.value.reason == "Is a directory"
+
+
+def test_blank_flood_in_json_array_is_skipped() -> None:
+    """Megabytes of blanks between array elements are skipped; the lines still count."""
+    blanks = b" " * (3 << 20) + b"\n" * 5 + b" " * (3 << 20)
+    accounts = read_bytes(b'[{"a": 1},' + blanks + b'{"a": 2}]')
+    assert [(a.line, a.data) for a in accounts] == [(1, {"a": 1}), (6, {"a": 2})]
