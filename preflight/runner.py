@@ -14,10 +14,10 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from preflight.options import CheckOptions
-from preflight.payload import Account, parse_account, secret_values, shown_text
+from preflight.payload import Account, parse_account, secret_values
 from preflight.reader import RawAccount
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status, skipped
 
@@ -47,14 +47,19 @@ _PAYLOAD_HINT = (
 def account_label(data: object) -> str | None:
     """The report's ``account``: ``from_email`` as given, when it is text.
 
-    Printable and bounded (it is echoed in every format), and never a password: a
-    from_email equal to one is not shown.
+    Bounded (it is echoed in every format: an address has at most 254 characters),
+    and never a password: a from_email equal to one is not shown. It is not escaped
+    here: the JSON formats give it back as it was, the text format escapes it.
     """
     if isinstance(data, dict):
         value = data.get("from_email")
         if isinstance(value, str) and value not in secret_values(data):
-            return shown_text(value)
+            return value if len(value) <= _MAX_LABEL else value[:_MAX_LABEL] + "…"
     return None
+
+
+#: The longest ``account`` a report gives (RFC 5321's limit for an address).
+_MAX_LABEL: Final = 254
 
 
 def check_payload(raw: RawAccount) -> tuple[CheckResult, Account | None]:
