@@ -60,7 +60,7 @@ import httpx
 
 from preflight.guard import summary
 from preflight.options import CheckOptions
-from preflight.reader import RawAccount
+from preflight.reader import RawAccount, json_object
 from preflight.render import json_text
 from preflight.report import AccountReport
 from preflight.runner import check_account
@@ -128,7 +128,9 @@ def _raw_account(request: httpx.Request, body: bytes) -> RawAccount:
             0, None, None, f"the request body is {encoding}-encoded; preflight checks plain JSON"
         )
     try:
-        data: object = json.loads(body)
+        # Duplicated keys are remembered, as the reader does: a second password would
+        # otherwise win silently.
+        data: object = json.loads(body, object_pairs_hook=json_object)
     except json.JSONDecodeError as exc:
         # The decoder's message names a position, never the body's content.
         return RawAccount(0, None, None, f"the request body is not JSON ({exc.msg})")

@@ -27,7 +27,14 @@ from typing import IO, Any, Final
 
 from preflight.payload import FIELDS, Kind, RawObject
 
-__all__ = ["FORMATS", "InputError", "RawAccount", "open_accounts", "read_accounts"]
+__all__ = [
+    "FORMATS",
+    "InputError",
+    "RawAccount",
+    "json_object",
+    "open_accounts",
+    "read_accounts",
+]
 
 FORMATS: Final = ("auto", "json", "jsonl", "csv")
 
@@ -202,7 +209,7 @@ def _bounded(text: str, limit: int = 40) -> str:
 # --- JSON values -------------------------------------------------------------------
 
 
-def _object(pairs: list[tuple[str, Any]]) -> RawObject:
+def json_object(pairs: list[tuple[str, Any]]) -> RawObject:
     """A JSON object that remembers its duplicated keys (the payload check names them)."""
     obj = RawObject(pairs)
     if len(obj) != len(pairs):
@@ -216,7 +223,7 @@ def _object(pairs: list[tuple[str, Any]]) -> RawObject:
     return obj
 
 
-_DECODER: Final = json.JSONDecoder(object_pairs_hook=_object)
+_DECODER: Final = json.JSONDecoder(object_pairs_hook=json_object)
 _LONG_NUMBER: Final = re.compile(rf"\d{{{sys.get_int_max_str_digits() + 1},}}")
 
 

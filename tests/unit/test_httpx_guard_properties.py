@@ -136,3 +136,20 @@ def test_surrogate_in_from_email_gets_a_utf8_422() -> None:
         body = assert_local_rejection(http.post(SAVE_URL, content=content))
     assert body["error"]["details"]["preflight"]["account"] == "a\udcff@example.com"
     assert "a\\udcff@example.com" in body["message"]
+
+
+def test_duplicated_password_key_gets_a_local_422() -> None:
+    """A body giving `password` twice (the second would win silently): a local 422."""
+    content = (
+        b'{"from_name": "A", "from_email": "a@example.com", "user_name": "a@example.com",'
+        b' "password": "first-canary-h9", "password": "second-canary-h9",'
+        b' "smtp_host": "smtp.example.com", "smtp_port": 465, "imap_host": "imap.example.com",'
+        b' "imap_port": 993, "warmup_enabled": false}'
+    )
+    with client() as http:
+        body = assert_local_rejection(
+            http.post(SAVE_URL, content=content), "first-canary-h9", "second-canary-h9"
+        )
+    errors = body["error"]["details"]["preflight"]["checks"][0]["details"]["errors"]
+    assert [e["field"] for e in errors] == ["password"]
+    assert "more than once" in errors[0]["message"]
