@@ -56,7 +56,7 @@ import aiosmtplib
 
 from preflight.imap_probe import ImapSession, open_imap_session
 from preflight.imap_starttls import ImapError, Reply, capabilities_in, quote
-from preflight.net import ProbeState, ProbeStop, scrub
+from preflight.net import ProbeState, ProbeStop, reportable
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.report import CheckResult, Code, Status
@@ -469,7 +469,7 @@ class _Roundtrip:
             raise self.fail(result.code, f"SMTP: {result.message}", result.hint or "") from None
         self.sent_at = asyncio.get_running_loop().time()
         reply = f"{response.code} {response.message}"
-        self.state.details["smtp_reply"] = scrub(reply, self.state.secrets)
+        self.state.details["smtp_reply"] = reportable(reply, self.state.secrets)
         self.state.step = "quit"
         await smtp.quit()
         smtp.close()
