@@ -163,9 +163,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-pytestmark = pytest.mark.asyncio
-
-
+@pytest.mark.asyncio
 @pytest.mark.parametrize("protocol", ["smtp", "imap"])
 async def test_endless_greeting_line_fails_at_once(
     protocol: MailProtocol, hostile_tls: Any, hostile_ca_file: str, loop_errors: list[Any]
@@ -181,6 +179,7 @@ async def test_endless_greeting_line_fails_at_once(
     assert loop_errors == []
 
 
+@pytest.mark.asyncio
 async def test_huge_imap_literal_fails_at_once(
     hostile_tls: Any, hostile_ca_file: str, loop_errors: list[Any]
 ) -> None:
@@ -197,6 +196,7 @@ async def test_huge_imap_literal_fails_at_once(
     assert loop_errors == []
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("protocol", ["smtp", "imap"])
 async def test_flood_of_lines_fails_at_once(
     protocol: MailProtocol, hostile_tls: Any, hostile_ca_file: str, loop_errors: list[Any]
@@ -213,6 +213,7 @@ async def test_flood_of_lines_fails_at_once(
     assert loop_errors == []
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("protocol", ["smtp", "imap"])
 async def test_drip_feed_is_cut_by_the_deadline(
     protocol: MailProtocol, hostile_tls: Any, hostile_ca_file: str, loop_errors: list[Any]
@@ -228,6 +229,7 @@ async def test_drip_feed_is_cut_by_the_deadline(
     assert loop_errors == []
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("protocol", "login_disabled", "mechanism"),
     [("smtp", False, "PLAIN"), ("imap", False, "LOGIN"), ("imap", True, "PLAIN")],
@@ -252,6 +254,7 @@ async def test_echoed_credentials_are_masked(
     assert MASK[:3] in report["message"]
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("protocol", ["smtp", "imap"])
 async def test_non_utf8_replies_are_reported(
     protocol: MailProtocol, hostile_tls: Any, hostile_ca_file: str, loop_errors: list[Any]
@@ -268,6 +271,7 @@ async def test_non_utf8_replies_are_reported(
     assert loop_errors == []
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("protocol", ["smtp", "imap"])
 async def test_control_sequences_are_escaped(
     protocol: MailProtocol, hostile_tls: Any, hostile_ca_file: str, loop_errors: list[Any]
