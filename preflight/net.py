@@ -204,6 +204,9 @@ _ESCAPES: Final = {
     **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},
     **{code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))},
 }
+_ESCAPES_BUT_LINE_BREAKS: Final = {
+    code: escape for code, escape in _ESCAPES.items() if code != 0x0A
+}
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -299,16 +302,24 @@ def _loosely(form: str) -> str:
     )
 
 
-def reportable(text: str, secrets: Iterable[str] = (), limit: int = REPLY_LIMIT) -> str:
+def reportable(
+    text: str, secrets: Iterable[str] = (), limit: int = REPLY_LIMIT, *, one_line: bool = True
+) -> str:
     """Server (or exception) text as a report may show it.
 
     In this order: every secret masked in the whole text (:func:`scrub`), whitespace
-    collapsed to single spaces, what is not printable shown as an escape (``\\x1b``,
-    an undecodable byte as ``\\xff``), and the result cut to ``limit`` characters.
-    Masking first means neither the collapse nor the cut can bring a secret back.
+    collapsed to single spaces (unless not ``one_line``: then the text keeps its spaces
+    and line breaks, as a reply quoted in ``details.reply``), what is not printable
+    shown as an escape (``\\x1b``; an undecodable byte as ``\\xff``), and the result cut
+    to ``limit`` characters. Masking first means neither the collapse nor the cut can
+    bring a secret back.
     """
-    text = " ".join(scrub(text, secrets).split())
-    text = text.translate(_ESCAPES)
+    text = scrub(text, secrets)
+    if one_line:
+        text = " ".join(text.split())
+    else:
+        text = "\n".join(line.rstrip("\r") for line in text.split("\n")).strip()
+    text = text.translate(_ESCAPES if one_line else _ESCAPES_BUT_LINE_BREAKS)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -348,7 +359,7 @@ class ProbeState:
         details = reportable_details(self.details, self.secrets)
         details["step"] = self.step
         if reply is not None:
-            details["reply"] = reportable(reply, self.secrets)
+            details["reply"] = reportable(reply, self.secrets, one_line=False)
         return CheckResult(
             self.name,
             Status.FAIL,

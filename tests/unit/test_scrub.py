@@ -218,3 +218,15 @@ def test_no_encoding_of_a_secret_survives(
 def test_whitespace_secret_masks_only_itself(secret: str) -> None:
     """A secret of whitespace only masks that exact text, not every space in a reply."""
     assert f"a b{MASK}c" == scrub(f"a b{secret}c", (secret,))
+
+
+def test_reply_keeps_its_lines_and_spaces() -> None:
+    """details.reply quotes the server: line breaks and double spaces stay, CR and ESC do not."""
+    state = ProbeState("smtp", (PASSWORD,))
+    reply = (
+        f"535-5.7.8 Username and Password not accepted.\r\n535 5.7.8  https://x \x1b[2J {PASSWORD}"
+    )
+    result = state.fail(Code.AUTH_FAILED, "refused", "hint", reply=reply)
+    assert result.details["reply"] == (
+        f"535-5.7.8 Username and Password not accepted.\n535 5.7.8  https://x \\x1b[2J {MASK}"
+    )
