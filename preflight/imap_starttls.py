@@ -72,6 +72,35 @@ __all__ = [
 
 log = logging.getLogger("preflight.imap")
 
+
+class _WithoutServerText(logging.Filter):
+    """Keeps the server's words out of aioimaplib's log records.
+
+    aioimaplib logs received lines (tagged answers at DEBUG, unexpected ones at INFO),
+    formatted before any handler sees them; a server that echoes the credentials in
+    its refusal would put them in the log. The record stays, its server text goes.
+    """
+
+    PREFIXES: Final = (
+        "tagged status",
+        "ignored untagged response",
+        "unknown data received",
+        "server says",
+        "continuation line",
+        "Received",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        for prefix in self.PREFIXES:
+            if message.startswith(prefix):
+                record.msg, record.args = f"{prefix} (the server's text is not logged)", ()
+                break
+        return True
+
+
+logging.getLogger("aioimaplib.aioimaplib").addFilter(_WithoutServerText())
+
 #: aioimaplib versions this module was tested with: ``>= 2.0, < 2.1``.
 TESTED_VERSIONS: Final = ((2, 0), (2, 1))
 AIOIMAPLIB_VERSION: Final = importlib.metadata.version("aioimaplib")

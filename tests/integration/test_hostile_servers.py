@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -359,3 +360,25 @@ def test_cli_against_hostile_servers(
         checks = {c["name"]: c for c in json.loads(done.stdout)["accounts"][0]["checks"]}
         expected = "protocol_error" if behaviour == "huge_literal" else "auth_failed"
         assert (expected, expected) == (checks["smtp"]["code"], checks["imap"]["code"])
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("protocol", "login_disabled"), [("smtp", False), ("imap", False), ("imap", True)]
+)
+async def test_echoed_credentials_stay_out_of_the_log(
+    protocol: MailProtocol,
+    login_disabled: bool,
+    hostile_tls: Any,
+    hostile_ca_file: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At DEBUG, no log record (preflight's or a library's) shows the echoed credentials."""
+    caplog.set_level(logging.DEBUG)
+    async with HostileServer(protocol, "echo_credentials", hostile_tls) as server:
+        server.login_disabled = login_disabled
+        result = await probe(protocol, server, hostile_ca_file)
+    assert result.code is Code.AUTH_FAILED, result
+    if protocol == "imap":  # aioimaplib logged the refusal: the check means something
+        assert "tagged status (the server's text is not logged)" in caplog.text
+    assert set() == leaks(caplog.text)
