@@ -56,7 +56,7 @@ import aiosmtplib
 
 from preflight.imap_probe import ImapSession, open_imap_session
 from preflight.imap_starttls import ImapError, Reply, capabilities_in, quote
-from preflight.net import ProbeState, ProbeStop, reportable
+from preflight.net import SHORT_LIMIT, ProbeState, ProbeStop, reportable
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.report import CheckResult, Code, Status
@@ -210,10 +210,11 @@ class _Roundtrip:
 
     def delivered(self, found: _Found, note: str = "") -> CheckResult:
         details = self.state.details
-        details.update(folder=found.folder, delivery_ms=round(found.delivery_ms, 1))
+        folder = reportable(found.folder, limit=SHORT_LIMIT)  # a name the server chose
+        details.update(folder=folder, delivery_ms=round(found.delivery_ms, 1))
         details["deleted"] = self.deleted
         seconds = found.delivery_ms / 1000
-        where = f"the {found.folder} folder (spam)" if found.junk else found.folder
+        where = f"the {folder} folder (spam)" if found.junk else folder
         message = f"sent as {self.address}; arrived in {where} after {seconds:.1f} s"
         message += "; " + (note or ("deleted" if self.deleted else "not deleted"))
         if found.junk:
@@ -356,7 +357,9 @@ class _Roundtrip:
         if candidates:
             self.junk_folder = candidates[0]
             self.folders.append(candidates[0])
-        self.state.details["junk_folder"] = self.junk_folder
+        self.state.details["junk_folder"] = (
+            None if self.junk_folder is None else reportable(self.junk_folder, limit=SHORT_LIMIT)
+        )
 
     async def search(self, deadline: float) -> _Found | None:
         """Look for the message in every folder, again and again, until the deadline
