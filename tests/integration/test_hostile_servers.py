@@ -243,8 +243,7 @@ async def test_echoed_credentials_are_masked(
     hostile_ca_file: str,
     loop_errors: list[Any],
 ) -> None:
-    """A refusal that repeats the password, its base64, the AUTH PLAIN blob and the
-    IMAP-quoted form, across the 200-character cut: none of it is shown."""
+    """An echo of password, base64, AUTH PLAIN blob, quoted form, across the cut: all masked."""
     async with HostileServer(protocol, "echo_credentials", hostile_tls) as server:
         server.login_disabled = login_disabled
         result = await probe(protocol, server, hostile_ca_file)
@@ -342,8 +341,7 @@ def run_check(stack: Stack, smtp_port: int, imap_port: int, ca_file: str, fmt: s
 def test_cli_against_hostile_servers(
     stack: Stack, hostile_tls: Any, hostile_ca_file: str, behaviour: Any, fmt: str, tmp_path: Path
 ) -> None:
-    """`preflight check` against a hostile SMTP and IMAP server: exit 1, no traceback,
-    no secret and no control character on stdout or stderr."""
+    """`preflight check` vs hostile servers: exit 1; no traceback, secret or control output."""
     smtp = HostileServer("smtp", behaviour, hostile_tls)
     imap = HostileServer("imap", behaviour, hostile_tls)
     with serving_in_thread(smtp), serving_in_thread(imap):

@@ -196,8 +196,7 @@ def forms(secret: str, user: str) -> list[str]:
 def test_no_encoding_of_a_secret_survives(
     secret: str, user: str, encoding: str, before: str, after: str, limit: int
 ) -> None:
-    """For any secret and text around it, no form of the secret is left after scrub,
-    after collapsing whitespace, or after cutting."""
+    """No encoding of any secret survives scrub, nor the collapse and cut after it."""
     # The mask is made of '*': a secret of them is indistinguishable from the mask.
     assume("*" not in secret and secret.strip())
     text = before + ENCODINGS[encoding](secret, user) + after
