@@ -204,8 +204,7 @@ async def test_flood_of_lines_fails_at_once(
 ) -> None:
     """Short lines without end (SMTP: an EHLO reply; IMAP: untagged data): protocol_error."""
     before = peak_rss_mb()
-    behaviour = "huge_literal" if protocol == "smtp" else "flood"
-    async with HostileServer(protocol, behaviour, hostile_tls) as server:
+    async with HostileServer(protocol, "flood", hostile_tls) as server:
         result = await probe(protocol, server, hostile_ca_file, deadline=10)
     checked(result, protocol, 10)
     assert (result.status, result.code) == (Status.FAIL, Code.PROTOCOL_ERROR), result
