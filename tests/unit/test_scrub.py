@@ -13,7 +13,6 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from preflight.net import REPLY_LIMIT, ProbeState, reportable, scrub
-from preflight.replies import classify_login_refusal
 from preflight.report import Code
 from preflight.secret import MASK
 
@@ -139,26 +138,6 @@ def test_probe_failure_masks_reply_and_message_before_cutting() -> None:
     shown = json.dumps(result.to_dict(), ensure_ascii=False)
     assert set() == {part for part in fragments(PASSWORD) if part in shown}
     assert len(result.details["reply"]) == REPLY_LIMIT
-
-
-def test_classify_masks_before_cutting() -> None:
-    """A refusal echoing the password across the 200-character cut shows none of it."""
-    reply = "535 5.7.8 " + "Authentication credentials invalid. " * 5 + PASSWORD
-    verdict = classify_login_refusal(reply, "smtp.example.com", status=535, secrets=(PASSWORD,))
-    assert verdict.code == Code.AUTH_FAILED
-    assert set() == {part for part in fragments(PASSWORD) if part in verdict.message}
-
-
-def test_classify_masks_before_collapsing() -> None:
-    """A refusal echoing a password with two spaces shows it masked, not re-spaced."""
-    verdict = classify_login_refusal(
-        f"NO [AUTHENTICATIONFAILED] bad password {PASSWORD}",
-        "imap.example.com",
-        secrets=(PASSWORD,),
-    )
-    assert f"the server refused the login: NO [AUTHENTICATIONFAILED] bad password {MASK}" == (
-        verdict.message
-    )
 
 
 # --- the property: no encoding of a secret survives, however it is then shown -------
