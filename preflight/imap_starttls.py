@@ -275,7 +275,7 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         library's recurses once per line, which overflows the stack on an answer of a
         thousand lines (a LIST of a large mailbox)."""
         start = 0
-        while True:
+        while self._violation is None:  # once confused, the rest is not read
             if current_cmd is not None and current_cmd.wait_literal_data():
                 data, start = current_cmd.append_literal_data(data[start:]), 0
                 if current_cmd.wait_literal_data():
