@@ -26,6 +26,7 @@ from preflight.secret import MASK
 
 __all__ = [
     "ConnectFailure",
+    "Masker",
     "Mode",
     "ProbeState",
     "ProbeStop",
@@ -210,7 +211,13 @@ _ESCAPES_BUT_LINE_BREAKS: Final = {
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every secret masked, in each form a server could echo it.
+    """``text`` with every secret masked, in each form a server could echo it
+    (see :class:`Masker`)."""
+    return Masker(secrets).scrub(text)
+
+
+class Masker:
+    """Masks some secrets, in each form a server could echo them, in any number of texts.
 
     The forms: the secret itself (any whitespace in it matching any whitespace, case
     ignored), as an IMAP quoted string (``\\"`` and ``\\\\``), JSON- and URL-encoded,
@@ -222,26 +229,55 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     Scrub the whole text as received, before collapsing its whitespace or cutting
     it: a cut secret or a changed space no longer matches.
     """
-    usable = [secret for secret in secrets if len(secret) >= 3]
-    if not usable:
-        return text
-    needles = [secret.encode("utf-8", "surrogatepass") for secret in usable]
-    cores = {core for needle in needles for core in _base64_cores(needle)}
 
-    def masked_run(match: re.Match[str]) -> str:
+    def __init__(self, secrets: Iterable[str]) -> None:
+        usable = [secret for secret in secrets if len(secret) >= 3]
+        self._needles = [secret.encode("utf-8", "surrogatepass") for secret in usable]
+        self._cores = {core for needle in self._needles for core in _base64_cores(needle)}
+        self._patterns = [_secret_pattern(secret) for secret in usable]
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every form of every secret masked."""
+        if not self._patterns:
+            return text
+        standard = text.translate(_URLSAFE)
+        if any(core in standard for core in self._cores):  # else no run can hold a secret
+            text = _BASE64_RUN.sub(self._masked_run, text)
+        for pattern in self._patterns:
+            text = pattern.sub(MASK, text)
+        return text
+
+    def _masked_run(self, match: re.Match[str]) -> str:
         run = match[0]
         body = run.rstrip("=").translate(_URLSAFE)
         # Decoding every word of a long reply is slow; a run without a core is no secret.
-        if any(core in body for core in cores) and _decodes_to_any(body, needles):
+        if any(core in body for core in self._cores) and _decodes_to_any(body, self._needles):
             return MASK
         return run
 
-    standard = text.translate(_URLSAFE)
-    if any(core in standard for core in cores):  # else no run can hold a secret
-        text = _BASE64_RUN.sub(masked_run, text)
-    for secret in usable:
-        text = _secret_pattern(secret).sub(MASK, text)
-    return text
+    def show(self, text: str, limit: int = REPLY_LIMIT, *, one_line: bool = True) -> str:
+        """``text`` as a report may show it (see :func:`reportable`)."""
+        text = self.scrub(text)
+        if one_line:
+            text = " ".join(text.split())
+        else:
+            text = "\n".join(line.rstrip("\r") for line in text.split("\n")).strip()
+        text = text.translate(_ESCAPES if one_line else _ESCAPES_BUT_LINE_BREAKS)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def show_details(self, details: Mapping[str, Any]) -> dict[str, Any]:
+        """``details`` with every string in it (nested too) as a report may show it."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, str):
+                return self.show(value)
+            if isinstance(value, list | tuple):
+                return [clean(item) for item in value]
+            if isinstance(value, Mapping):
+                return {key: clean(item) for key, item in value.items()}
+            return value
+
+        return {key: clean(value) for key, value in details.items()}
 
 
 def _base64_cores(needle: bytes) -> set[str]:
@@ -314,29 +350,12 @@ def reportable(
     to ``limit`` characters. Masking first means neither the collapse nor the cut can
     bring a secret back.
     """
-    text = scrub(text, secrets)
-    if one_line:
-        text = " ".join(text.split())
-    else:
-        text = "\n".join(line.rstrip("\r") for line in text.split("\n")).strip()
-    text = text.translate(_ESCAPES if one_line else _ESCAPES_BUT_LINE_BREAKS)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return Masker(secrets).show(text, limit, one_line=one_line)
 
 
 def reportable_details(details: Mapping[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
     """``details`` with every string in it (nested too) made :func:`reportable`."""
-    secrets = tuple(secrets)
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            return reportable(value, secrets)
-        if isinstance(value, list | tuple):
-            return [clean(item) for item in value]
-        if isinstance(value, Mapping):
-            return {key: clean(item) for key, item in value.items()}
-        return value
-
-    return {key: clean(value) for key, value in details.items()}
+    return Masker(secrets).show_details(details)
 
 
 @dataclass
@@ -356,15 +375,16 @@ class ProbeState:
     def fail(self, code: Code, message: str, hint: str, reply: str | None = None) -> CheckResult:
         # Server text reaches a report only through reportable(): masked whole, then
         # collapsed and cut. Details too, whatever put a server's words in them.
-        details = reportable_details(self.details, self.secrets)
+        masker = Masker(self.secrets)
+        details = masker.show_details(self.details)
         details["step"] = self.step
         if reply is not None:
-            details["reply"] = reportable(reply, self.secrets, one_line=False)
+            details["reply"] = masker.show(reply, one_line=False)
         return CheckResult(
             self.name,
             Status.FAIL,
             code,
-            reportable(message, self.secrets, MESSAGE_LIMIT),
+            masker.show(message, MESSAGE_LIMIT),
             hint,
             self.elapsed_ms(),
             details,
