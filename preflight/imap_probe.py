@@ -67,7 +67,8 @@ _NO_MECHANISM_HINT = (
 )
 #: Capabilities kept in a report: real servers list a few dozen.
 _MAX_CAPABILITIES_SHOWN = 100
-_EXISTS = re.compile(r"^(\d+) EXISTS\b", re.IGNORECASE)
+#: A count int() takes: ASCII digits, not thousands of them (Python refuses > 4300).
+_EXISTS = re.compile(r"^([0-9]{1,18}) EXISTS\b", re.IGNORECASE)
 
 
 async def probe_imap(

@@ -186,7 +186,7 @@ def decode_xoauth2_challenge(payload: str) -> str | None:
     try:
         raw = base64.b64decode(payload.strip(), validate=True)
         data = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # deep nesting: RecursionError
         return None
     return json.dumps(data, sort_keys=True) if isinstance(data, dict) else None
 

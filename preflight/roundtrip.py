@@ -82,6 +82,8 @@ _JUNK_NAMES: Final = ("junk", "spam", "junk e-mail", "junk email", "bulk mail", 
 
 _LIST = re.compile(r'^LIST \(([^)]*)\) (NIL|"(?:[^"\\]|\\.)*") ?(.*)$', re.IGNORECASE)
 _LITERAL = re.compile(r"^\{(\d+)\+?\}$")
+#: A UID int() takes: ASCII digits (isdigit() also passes "²"), not thousands of them.
+_UID = re.compile(r"[0-9]{1,18}")
 
 # Replies that mean "this mailbox may not send as that From address".
 _SEND_AS = re.compile(
@@ -541,5 +543,5 @@ def _search_result(reply: Reply) -> set[int]:
     for line in reply.untagged:
         words = line.split()
         if words and words[0].upper() == "SEARCH":
-            uids.update(int(word) for word in words[1:] if word.isdigit())
+            uids.update(int(word) for word in words[1:] if _UID.fullmatch(word))
     return uids

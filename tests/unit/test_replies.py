@@ -116,6 +116,11 @@ def test_decode_xoauth2_challenge() -> None:
     assert decode_xoauth2_challenge(base64.b64encode(b"[1]").decode()) is None
 
 
+def test_deeply_nested_xoauth2_challenge_is_no_error() -> None:
+    """A challenge of 20,000 nested arrays (json's recursion limit) gives None, not an error."""
+    assert decode_xoauth2_challenge(base64.b64encode(b"[" * 20000).decode()) is None
+
+
 def test_classify_masks_before_cutting() -> None:
     """A refusal echoing the password across the 200-character cut shows none of it."""
     reply = "535 5.7.8 " + "Authentication credentials invalid. " * 5 + PASSWORD

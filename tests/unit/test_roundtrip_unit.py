@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import unicodedata
 
+from preflight.imap_starttls import Reply
 from preflight.options import CheckOptions
 from preflight.payload import parse_account
 from preflight.report import Code
-from preflight.roundtrip import _Found, _Roundtrip
+from preflight.roundtrip import _Found, _Roundtrip, _search_result
 from preflight.tls import make_context
 
 
@@ -37,3 +38,9 @@ def test_junk_folder_name_is_escaped() -> None:
     assert "the \\x1b[2J\\x9b/Junk folder (spam)" in result.message
     shown = [result.message, *(v for v in result.details.values() if isinstance(v, str))]
     assert [c for text in shown for c in text if unicodedata.category(c) == "Cc"] == []
+
+
+def test_search_result_takes_only_uids() -> None:
+    """SEARCH words int() cannot take (a superscript, 5,000 digits) are skipped, not raised."""
+    reply = Reply("OK", "done", (f"SEARCH 7 \u00b2 {'9' * 5000} 12",))
+    assert _search_result(reply) == {7, 12}
