@@ -231,20 +231,21 @@ async def test_drip_feed_is_cut_by_the_deadline(
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    ("protocol", "login_disabled", "mechanism"),
-    [("smtp", False, "PLAIN"), ("imap", False, "LOGIN"), ("imap", True, "PLAIN")],
+    ("protocol", "mechanism"),
+    [("smtp", "PLAIN"), ("smtp", "LOGIN"), ("imap", "LOGIN"), ("imap", "PLAIN")],
 )
 async def test_echoed_credentials_are_masked(
     protocol: MailProtocol,
-    login_disabled: bool,
     mechanism: str,
     hostile_tls: Any,
     hostile_ca_file: str,
     loop_errors: list[Any],
 ) -> None:
     """An echo of password, base64, AUTH PLAIN blob, quoted form, across the cut: all masked."""
-    async with HostileServer(protocol, "echo_credentials", hostile_tls) as server:
-        server.login_disabled = login_disabled
+    server = HostileServer(protocol, "echo_credentials", hostile_tls)
+    server.smtp_auth = mechanism.encode()  # SMTP: the one mechanism offered
+    server.login_disabled = mechanism == "PLAIN"  # IMAP: AUTHENTICATE PLAIN, not LOGIN
+    async with server:
         result = await probe(protocol, server, hostile_ca_file)
     report = checked(result, protocol, 5)
     assert (result.status, result.code) == (Status.FAIL, Code.AUTH_FAILED), result
@@ -361,19 +362,22 @@ def test_cli_against_hostile_servers(
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
-    ("protocol", "login_disabled"), [("smtp", False), ("imap", False), ("imap", True)]
+    ("protocol", "mechanism"),
+    [("smtp", "PLAIN"), ("smtp", "LOGIN"), ("imap", "LOGIN"), ("imap", "PLAIN")],
 )
 async def test_echoed_credentials_stay_out_of_the_log(
     protocol: MailProtocol,
-    login_disabled: bool,
+    mechanism: str,
     hostile_tls: Any,
     hostile_ca_file: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """At DEBUG, no log record (preflight's or a library's) shows the echoed credentials."""
     caplog.set_level(logging.DEBUG)
-    async with HostileServer(protocol, "echo_credentials", hostile_tls) as server:
-        server.login_disabled = login_disabled
+    server = HostileServer(protocol, "echo_credentials", hostile_tls)
+    server.smtp_auth = mechanism.encode()
+    server.login_disabled = mechanism == "PLAIN"
+    async with server:
         result = await probe(protocol, server, hostile_ca_file)
     assert result.code is Code.AUTH_FAILED, result
     if protocol == "imap":  # aioimaplib logged the refusal: the check means something
