@@ -313,8 +313,8 @@ def _secret_pattern(secret: str) -> re.Pattern[str]:
         secret.replace("\\", "\\\\").replace('"', '\\"'),  # an IMAP quoted string
         json.dumps(secret)[1:-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret, safe=""),
+        urllib.parse.quote(secret, safe="", errors="surrogatepass"),
+        urllib.parse.quote_plus(secret, safe="", errors="surrogatepass"),
         raw.decode("latin-1"),  # UTF-8 shown as Latin-1 by a server that guessed
     }
     encoded = {

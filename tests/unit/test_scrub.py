@@ -208,3 +208,8 @@ def test_reply_keeps_its_lines_and_spaces() -> None:
     assert result.details["reply"] == (
         f"535-5.7.8 Username and Password not accepted.\n535 5.7.8  https://x \\x1b[2J {MASK}"
     )
+
+
+def test_secret_with_a_lone_surrogate_is_masked() -> None:
+    """A password holding a lone surrogate (JSON allows one) is masked, not an error."""
+    assert scrub("x \ud800abc y", ("\ud800abc",)) == f"x {MASK} y"
