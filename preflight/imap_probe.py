@@ -27,6 +27,7 @@ from preflight.hints import hint_for
 from preflight.imap_starttls import ImapClient, ImapError, ProtocolViolation, Reply
 from preflight.imap_starttls import capabilities_in as _capabilities_in
 from preflight.net import (
+    SHORT_LIMIT,
     ConnectFailure,
     Mode,
     ProbeState,
@@ -34,6 +35,8 @@ from preflight.net import (
     bounded,
     mode_for_port,
     open_socket,
+    reportable,
+    reportable_details,
     tls_answers,
 )
 from preflight.options import CheckOptions
@@ -62,7 +65,10 @@ _NO_MECHANISM_HINT = (
     "host and port the provider documents for IMAP, or give the account a password (or an "
     "OAuth token for a server that offers XOAUTH2)."
 )
-_EXISTS = re.compile(r"^(\d+) EXISTS\b", re.IGNORECASE)
+#: Capabilities kept in a report: real servers list a few dozen.
+_MAX_CAPABILITIES_SHOWN = 100
+#: A count int() takes: ASCII digits, not thousands of them (Python refuses > 4300).
+_EXISTS = re.compile(r"^([0-9]{1,18}) EXISTS\b", re.IGNORECASE)
 
 
 async def probe_imap(
@@ -324,7 +330,7 @@ class _ImapProbe:
 
     def _greeted(self, greeting: str) -> bool:
         """Read the greeting: go on after ``* OK``, note ``* PREAUTH``, stop otherwise."""
-        self.state.details["greeting"] = greeting
+        self.state.details["greeting"] = reportable(greeting, limit=SHORT_LIMIT)
         words = greeting.split(maxsplit=2)
         status = words[1].upper() if len(words) > 1 and words[0] == "*" else None
         if status == "BYE":
@@ -336,7 +342,7 @@ class _ImapProbe:
         if status not in ("OK", "PREAUTH"):
             raise self.stop(
                 Code.PROTOCOL_ERROR,
-                f"the server's greeting is not IMAP: {greeting[:100]}",
+                f"the server's greeting is not IMAP: {reportable(greeting, limit=100)}",
                 reply=greeting,
             )
         self.capabilities = _capabilities_in(greeting) or []
@@ -353,7 +359,8 @@ class _ImapProbe:
         assert self.client is not None
         ssl_object = self.client.transport.get_extra_info("ssl_object")
         info = describe_session(ssl_object)
-        self.state.details.update(info)
+        # The certificate's names are the server's words too.
+        self.state.details.update(reportable_details(info, ()))
         if self.options.insecure:
             self.state.details["verified"] = False
             self.state.warnings.append("the certificate was not verified (--insecure)")
@@ -377,7 +384,9 @@ class _ImapProbe:
                     reply=reply.line,
                 )
             self.capabilities = found
-        self.state.details["capabilities"] = list(self.capabilities)
+        # As many as a server cares to list, each as a report may show it.
+        shown = self.capabilities[:_MAX_CAPABILITIES_SHOWN]
+        self.state.details["capabilities"] = [reportable(c, limit=SHORT_LIMIT) for c in shown]
 
     async def starttls(self) -> None:
         assert self.client is not None
@@ -407,7 +416,9 @@ class _ImapProbe:
     def choose_mechanism(self) -> str:
         capabilities = [c.upper() for c in self.capabilities]
         offered = [c.removeprefix("AUTH=") for c in capabilities if c.startswith("AUTH=")]
-        self.state.details["auth_offered"] = offered
+        self.state.details["auth_offered"] = [
+            reportable(c, limit=SHORT_LIMIT) for c in offered[:_MAX_CAPABILITIES_SHOWN]
+        ]
         encrypted = self.state.details.get("security") in ("ssl", "starttls")
         if not encrypted and not self.options.allow_plaintext_auth:
             raise self.stop(
@@ -475,7 +486,7 @@ class _ImapProbe:
                 XOAUTH2_HINT,
                 reply=reply.line,
             )
-        verdict = classify_login_refusal(reply.line, self.host)
+        verdict = classify_login_refusal(reply.line, self.host, secrets=self.state.secrets)
         raise self.stop(verdict.code, verdict.message, verdict.hint, reply=reply.line)
 
     async def examine(self) -> None:

@@ -18,12 +18,20 @@ client of a probe it lacks or gets wrong (``shared/reference/library-notes.md``)
   :meth:`ImapClient.connection_lost` fails every pending command at once.
 - **The greeting** is handled in a background task that raises into nowhere on
   ``* BYE`` and then asks CAPABILITY by itself. Here it is kept for the caller.
+- **What it buffers has no bound**: a literal is read to its announced size (``{1073741824}``
+  buffers a gigabyte), a line to its CRLF, and its parser recurses once per line (a
+  LIST of a thousand folders overflows the stack). :meth:`ImapClient.data_received`
+  parses in a loop and fails the session at once (:class:`ProtocolViolation`) past
+  :data:`MAX_LINE`, :data:`MAX_LITERAL` or :data:`MAX_RESPONSE`; it also does not log
+  the bytes received, which may echo the credentials.
 
 Every command runs as aioimaplib's "sync" kind (one at a time, all untagged data
 collected on it), which is all a probe does; aioimaplib's ``execute()`` and its
 state table are bypassed. This is the only module that touches aioimaplib's
-internals (the ``_handle_line``/``_continuation`` hooks, ``pending_sync_command``,
-``incomplete_line``, ``state``, ``new_tag()``, ``Command`` and its ``_exception``);
+internals (the ``_handle_line``/``_continuation``/``_handle_responses`` hooks,
+``pending_sync_command``, ``incomplete_line``, ``current_command``, ``state``,
+``new_tag()``, ``IncompleteRead``, ``literal_data_re``, ``Command`` with its literal
+methods and ``_exception``);
 they are not public API, so the module is pinned to the versions it was tested with
 (:data:`TESTED_VERSIONS`), warns on import under any other, and
 ``tests/integration/test_imap_probe.py`` drives every path against Dovecot and stub
@@ -49,6 +57,9 @@ from preflight.secret import MASK
 
 __all__ = [
     "AIOIMAPLIB_VERSION",
+    "MAX_LINE",
+    "MAX_LITERAL",
+    "MAX_RESPONSE",
     "TESTED_VERSIONS",
     "ConnectionLostError",
     "ImapClient",
@@ -60,6 +71,35 @@ __all__ = [
 ]
 
 log = logging.getLogger("preflight.imap")
+
+
+class _WithoutServerText(logging.Filter):
+    """Keeps the server's words out of aioimaplib's log records.
+
+    aioimaplib logs received lines (tagged answers at DEBUG, unexpected ones at INFO),
+    formatted before any handler sees them; a server that echoes the credentials in
+    its refusal would put them in the log. The record stays, its server text goes.
+    """
+
+    PREFIXES: Final = (
+        "tagged status",
+        "ignored untagged response",
+        "unknown data received",
+        "server says",
+        "continuation line",
+        "Received",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        for prefix in self.PREFIXES:
+            if message.startswith(prefix):
+                record.msg, record.args = f"{prefix} (the server's text is not logged)", ()
+                break
+        return True
+
+
+logging.getLogger("aioimaplib.aioimaplib").addFilter(_WithoutServerText())
 
 #: aioimaplib versions this module was tested with: ``>= 2.0, < 2.1``.
 TESTED_VERSIONS: Final = ((2, 0), (2, 1))
@@ -88,6 +128,18 @@ _QUOTABLE = re.compile(r"[\x01-\x7f]*")
 _CAPABILITY_CODE = re.compile(r"\[CAPABILITY ([^\]]*)\]", re.IGNORECASE)
 #: How many server challenges an exchange answers before it calls the server confused.
 _MAX_CHALLENGES = 3
+
+#: What a server may send, at most (aiosmtplib bounds SMTP replies the same way). A
+#: probe reads greetings, capabilities, login answers, EXAMINE, and in the roundtrip
+#: LIST and UID SEARCH: no message bodies. Past a bound the session fails at once with
+#: a ProtocolViolation, instead of buffering what a hostile server announces (a literal
+#: of 1 GB) or never ends (a line without CRLF).
+MAX_LINE: Final = 1024 * 1024  # one line; a UID SEARCH of 100,000 messages fits
+MAX_LITERAL: Final = 64 * 1024  # one literal (a mailbox name in a LIST answer)
+MAX_RESPONSE: Final = 8 * 1024 * 1024  # everything that answers one command
+#: What a kept line costs beyond its bytes (a bytes object in a list), so that a flood
+#: of empty-ish lines is bounded in memory too.
+_LINE_COST = 64
 
 
 class ImapError(Exception):
@@ -173,6 +225,9 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
     # capabilities it parsed (unused here: see :meth:`capability`).
     transport: Any
     capabilities: set[str]
+    # aioimaplib's parser state: a line not yet ended, the command a literal is for.
+    incomplete_line: bytes
+    current_command: Any
 
     def __init__(self) -> None:
         loop = asyncio.get_running_loop()
@@ -185,17 +240,85 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         self._tls_pending = False
         self._starttls: _Command | None = None
         self.tls = False
+        #: What the server may still send before the next command (MAX_RESPONSE).
+        self._allowance = MAX_RESPONSE
 
     # --- aioimaplib hooks ------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        # Replaces aioimaplib's, which logs every byte received (an echoing server's
+        # credentials included) and keeps no bound on what it buffers.
+        if self._violation is not None:
+            return  # the session is over; what still arrives is not read
         try:
-            super().data_received(data)
+            self._handle_responses(
+                self.incomplete_line + data, self._handle_line, self.current_command
+            )
+        except aioimaplib.IncompleteRead as incomplete:
+            self.current_command = incomplete.cmd
+            self.incomplete_line = incomplete.data
+            if len(self.incomplete_line) > MAX_LINE:
+                self._confused(f"the server sent a line longer than {MAX_LINE} bytes")
+        except ProtocolViolation as violation:
+            self._confused(str(violation))
         except Exception as exc:
             # aioimaplib raises (Abort, Error, ValueError...) on tags it did not send,
             # malformed literals and the like. Raised from here it would only reach
             # asyncio's log: the session is confused, so end it and say why.
             self._confused(f"the server's response made no sense here ({type(exc).__name__})")
+        else:
+            self.incomplete_line = b""
+            self.current_command = None
+
+    def _handle_responses(self, data: bytes, line_handler: Any, current_cmd: Any = None) -> None:
+        """aioimaplib's parser of received data, with bounds, and as a loop: the
+        library's recurses once per line, which overflows the stack on an answer of a
+        thousand lines (a LIST of a large mailbox)."""
+        start = 0
+        while self._violation is None:  # once confused, the rest is not read
+            if current_cmd is not None and current_cmd.wait_literal_data():
+                data, start = current_cmd.append_literal_data(data[start:]), 0
+                if current_cmd.wait_literal_data():
+                    raise aioimaplib.IncompleteRead(current_cmd)
+            if start >= len(data):
+                if self.pending_sync_command is not None:
+                    self.pending_sync_command.flush()
+                if current_cmd is not None and current_cmd.wait_data():
+                    raise aioimaplib.IncompleteRead(current_cmd)
+                return
+            end = data.find(aioimaplib.CRLF, start)
+            if end < 0:
+                raise aioimaplib.IncompleteRead(current_cmd, data[start:])
+            line, start = data[start:end], end + len(aioimaplib.CRLF)
+            if len(line) > MAX_LINE:
+                raise ProtocolViolation(f"the server sent a line longer than {MAX_LINE} bytes")
+            self._spend(len(line) + _LINE_COST)
+            command = line_handler(line, current_cmd)
+            literal = aioimaplib.literal_data_re.match(line)
+            if literal:
+                digits = literal["size"]
+                size = int(digits) if len(digits) <= 12 else MAX_LITERAL + 1
+                if size > MAX_LITERAL:
+                    raise ProtocolViolation(
+                        f"the server sent a literal of {digits.decode()} bytes; "
+                        f"preflight reads at most {MAX_LITERAL}"
+                    )
+                self._spend(size)
+                if command is None:
+                    command = aioimaplib.Command("NIL", "unused", loop=self.loop)
+                command.begin_literal_data(size)
+                current_cmd = command
+            elif command is not None and command.wait_data():
+                current_cmd = command
+            else:
+                current_cmd = None
+
+    def _spend(self, size: int) -> None:
+        self._allowance -= size
+        if self._allowance < 0:
+            raise ProtocolViolation(
+                f"the server sent more than {MAX_RESPONSE} bytes in answer to one command"
+            )
 
     def _handle_line(self, line: bytes, current_cmd: Any) -> Any:
         if not line:
@@ -279,6 +402,7 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         pending = list(answers)
         challenges: list[str] = []
         self.pending_sync_command = command
+        self._allowance = MAX_RESPONSE
         if name == "STARTTLS":
             self._starttls = command
         log.debug("C: %s %s", command.tag, shown or _decode(first))

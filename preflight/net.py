@@ -8,13 +8,17 @@ on the protocol live here.
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
+import json
+import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable
+import urllib.parse
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from preflight.options import Security
 from preflight.report import CheckResult, Code, Status
@@ -22,12 +26,15 @@ from preflight.secret import MASK
 
 __all__ = [
     "ConnectFailure",
+    "Masker",
     "Mode",
     "ProbeState",
     "ProbeStop",
     "bounded",
     "mode_for_port",
     "open_socket",
+    "reportable",
+    "reportable_details",
     "scrub",
     "tls_answers",
 ]
@@ -177,17 +184,178 @@ async def tls_answers(address: str, port: int, timeout: float) -> bool:
         sock.close()
 
 
-def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every secret (and its common encodings) masked."""
-    import base64
+#: How much server text a report keeps: a reply in ``details.reply``, a message, a
+#: short value such as a greeting. Cut after the secrets are masked, never before.
+REPLY_LIMIT: Final = 1000
+MESSAGE_LIMIT: Final = 500
+SHORT_LIMIT: Final = 200
 
-    for secret in secrets:
-        if len(secret) < 3:
-            continue
-        text = text.replace(secret, MASK)
-        encoded = base64.b64encode(secret.encode()).decode()
-        text = text.replace(encoded, MASK)
-    return text
+#: Runs of text that may be base64 (standard or URL-safe alphabet), with padding.
+#: The shortest SASL PLAIN blob (two NULs and a 3-character secret) has 7 characters of
+#: base64; a secret's own shorter encoding is caught by its literal form.
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{6,}={0,2}")
+_URLSAFE = str.maketrans("-_", "+/")
+#: What a terminal or a reader could take for something else, and the escape shown
+#: instead: control characters (C0, DEL, C1), lone surrogates (an undecodable byte
+#: kept by ``surrogateescape`` is shown as that byte) and the bidirectional
+#: overrides that reorder what is shown.
+_ESCAPES: Final = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
+    **{code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)},
+    **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},
+    **{code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
+_ESCAPES_BUT_LINE_BREAKS: Final = {
+    code: escape for code, escape in _ESCAPES.items() if code != 0x0A
+}
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret masked, in each form a server could echo it
+    (see :class:`Masker`)."""
+    return Masker(secrets).scrub(text)
+
+
+class Masker:
+    """Masks some secrets, in each form a server could echo them, in any number of texts.
+
+    The forms: the secret itself (any whitespace in it matching any whitespace, case
+    ignored), as an IMAP quoted string (``\\"`` and ``\\\\``), JSON- and URL-encoded,
+    its UTF-8 bytes read as Latin-1, its base64; and any base64 run that decodes to
+    bytes holding a secret, which covers SASL PLAIN blobs (``authzid\\0user\\0password``)
+    and XOAUTH2 strings whatever the user name. Secrets shorter than 3 characters are
+    not masked (they would mask ordinary words).
+
+    Scrub the whole text as received, before collapsing its whitespace or cutting
+    it: a cut secret or a changed space no longer matches.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        usable = [secret for secret in secrets if len(secret) >= 3]
+        self._needles = [secret.encode("utf-8", "surrogatepass") for secret in usable]
+        self._cores = {core for needle in self._needles for core in _base64_cores(needle)}
+        self._patterns = [_secret_pattern(secret) for secret in usable]
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every form of every secret masked."""
+        if not self._patterns:
+            return text
+        standard = text.translate(_URLSAFE)
+        if any(core in standard for core in self._cores):  # else no run can hold a secret
+            text = _BASE64_RUN.sub(self._masked_run, text)
+        for pattern in self._patterns:
+            text = pattern.sub(MASK, text)
+        return text
+
+    def _masked_run(self, match: re.Match[str]) -> str:
+        run = match[0]
+        body = run.rstrip("=").translate(_URLSAFE)
+        # Decoding every word of a long reply is slow; a run without a core is no secret.
+        if any(core in body for core in self._cores) and _decodes_to_any(body, self._needles):
+            return MASK
+        return run
+
+    def show(self, text: str, limit: int = REPLY_LIMIT, *, one_line: bool = True) -> str:
+        """``text`` as a report may show it (see :func:`reportable`)."""
+        text = self.scrub(text)
+        if one_line:
+            text = " ".join(text.split())
+        else:
+            text = "\n".join(line.rstrip("\r") for line in text.split("\n")).strip()
+        text = text.translate(_ESCAPES if one_line else _ESCAPES_BUT_LINE_BREAKS)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def show_details(self, details: Mapping[str, Any]) -> dict[str, Any]:
+        """``details`` with every string in it (nested too) as a report may show it."""
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, str):
+                return self.show(value)
+            if isinstance(value, list | tuple):
+                return [clean(item) for item in value]
+            if isinstance(value, Mapping):
+                return {key: clean(item) for key, item in value.items()}
+            return value
+
+        return {key: clean(value) for key, value in details.items()}
+
+
+def _base64_cores(needle: bytes) -> set[str]:
+    """The base64 characters that encode ``needle`` whatever bytes surround it: one
+    string for each of the three places it can start in a 3-byte group."""
+    cores = set()
+    for lead in range(3):
+        encoded = base64.b64encode(bytes(lead) + needle).decode()
+        # The characters whose 6 bits all come from the needle's bytes.
+        cores.add(encoded[-(-8 * lead // 6) : 8 * (lead + len(needle)) // 6])
+    return cores
+
+
+def _decodes_to_any(body: str, needles: list[bytes]) -> bool:
+    """Whether the base64 ``body`` (standard alphabet, no padding), read from any of its
+    first four characters (the encoding may start inside the run), decodes to bytes
+    holding one of ``needles``."""
+    for start in range(4):
+        chunk = body[start:]
+        if len(chunk) % 4 == 1:  # a lone trailing character carries no whole byte
+            chunk = chunk[:-1]
+        decoded = base64.b64decode(chunk + "=" * (-len(chunk) % 4))
+        if any(needle in decoded for needle in needles):
+            return True
+    return False
+
+
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """One pattern for every textual form of ``secret`` a server could echo."""
+    raw = secret.encode("utf-8", "surrogatepass")
+    textual = {
+        secret,
+        secret.replace("\\", "\\\\").replace('"', '\\"'),  # an IMAP quoted string
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        urllib.parse.quote(secret, safe="", errors="surrogatepass"),
+        urllib.parse.quote_plus(secret, safe="", errors="surrogatepass"),
+        raw.decode("latin-1"),  # UTF-8 shown as Latin-1 by a server that guessed
+    }
+    encoded = {
+        base64.b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+    }
+    # Longest first: at one position the regex takes the first alternative that matches.
+    loose = "|".join(_loosely(form) for form in sorted(textual, key=len, reverse=True))
+    exact = "|".join(re.escape(form) for form in sorted(encoded, key=len, reverse=True))
+    return re.compile(f"(?i:{loose})|{exact}")
+
+
+def _loosely(form: str) -> str:
+    """``form`` as a pattern in which each run of whitespace matches any run of it
+    (a server may fold, tab or collapse the spaces of what it echoes)."""
+    if not form.strip():
+        return re.escape(form)  # nothing but whitespace: only the exact text
+    return "".join(
+        r"\s+" if part.isspace() else re.escape(part) for part in re.split(r"(\s+)", form) if part
+    )
+
+
+def reportable(
+    text: str, secrets: Iterable[str] = (), limit: int = REPLY_LIMIT, *, one_line: bool = True
+) -> str:
+    """Server (or exception) text as a report may show it.
+
+    In this order: every secret masked in the whole text (:func:`scrub`), whitespace
+    collapsed to single spaces (unless not ``one_line``: then the text keeps its spaces
+    and line breaks, as a reply quoted in ``details.reply``), what is not printable
+    shown as an escape (``\\x1b``; an undecodable byte as ``\\xff``), and the result cut
+    to ``limit`` characters. Masking first means neither the collapse nor the cut can
+    bring a secret back.
+    """
+    return Masker(secrets).show(text, limit, one_line=one_line)
+
+
+def reportable_details(details: Mapping[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
+    """``details`` with every string in it (nested too) made :func:`reportable`."""
+    return Masker(secrets).show_details(details)
 
 
 @dataclass
@@ -205,15 +373,18 @@ class ProbeState:
         return (time.perf_counter() - self.started) * 1000
 
     def fail(self, code: Code, message: str, hint: str, reply: str | None = None) -> CheckResult:
-        details = dict(self.details)
+        # Server text reaches a report only through reportable(): masked whole, then
+        # collapsed and cut. Details too, whatever put a server's words in them.
+        masker = Masker(self.secrets)
+        details = masker.show_details(self.details)
         details["step"] = self.step
         if reply is not None:
-            details["reply"] = scrub(reply, self.secrets)
+            details["reply"] = masker.show(reply, one_line=False)
         return CheckResult(
             self.name,
             Status.FAIL,
             code,
-            scrub(message, self.secrets),
+            masker.show(message, MESSAGE_LIMIT),
             hint,
             self.elapsed_ms(),
             details,

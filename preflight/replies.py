@@ -13,9 +13,11 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from preflight.net import SHORT_LIMIT, reportable, scrub
 from preflight.report import Code
 
 __all__ = ["Verdict", "classify_login_refusal", "decode_xoauth2_challenge", "provider_of"]
@@ -153,11 +155,18 @@ _GENERIC = (
 )
 
 
-def classify_login_refusal(reply: str, host: str, *, status: int | None = None) -> Verdict:
-    """The code and hint for a refused login (SMTP reply or IMAP response text)."""
+def classify_login_refusal(
+    reply: str, host: str, *, status: int | None = None, secrets: Iterable[str] = ()
+) -> Verdict:
+    """The code and hint for a refused login (SMTP reply or IMAP response text).
+
+    ``secrets`` are masked in the whole reply before anything else is done with it
+    (a server may echo the credentials; a secret cut or re-spaced first would escape
+    the mask).
+    """
     provider = provider_of(host)
-    text = " ".join(reply.split())
-    message = f"the server refused the login: {_short(text)}"
+    text = " ".join(scrub(reply, secrets).split())
+    message = f"the server refused the login: {reportable(text, limit=SHORT_LIMIT)}"
     for rule in _RULES:
         if rule.provider is not None and rule.provider != provider:
             continue
@@ -177,7 +186,7 @@ def decode_xoauth2_challenge(payload: str) -> str | None:
     try:
         raw = base64.b64decode(payload.strip(), validate=True)
         data = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # deep nesting: RecursionError
         return None
     return json.dumps(data, sort_keys=True) if isinstance(data, dict) else None
 
@@ -186,7 +195,3 @@ XOAUTH2_HINT: Final = (
     "The OAuth access token was refused: it is expired, revoked, or lacks the mail scope "
     "(Google: https://mail.google.com/). Refresh or re-grant it."
 )
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

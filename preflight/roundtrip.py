@@ -56,7 +56,7 @@ import aiosmtplib
 
 from preflight.imap_probe import ImapSession, open_imap_session
 from preflight.imap_starttls import ImapError, Reply, capabilities_in, quote
-from preflight.net import ProbeState, ProbeStop, scrub
+from preflight.net import SHORT_LIMIT, ProbeState, ProbeStop, reportable
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.report import CheckResult, Code, Status
@@ -82,6 +82,8 @@ _JUNK_NAMES: Final = ("junk", "spam", "junk e-mail", "junk email", "bulk mail", 
 
 _LIST = re.compile(r'^LIST \(([^)]*)\) (NIL|"(?:[^"\\]|\\.)*") ?(.*)$', re.IGNORECASE)
 _LITERAL = re.compile(r"^\{(\d+)\+?\}$")
+#: A UID int() takes: ASCII digits (isdigit() also passes "²"), not thousands of them.
+_UID = re.compile(r"[0-9]{1,18}")
 
 # Replies that mean "this mailbox may not send as that From address".
 _SEND_AS = re.compile(
@@ -210,10 +212,11 @@ class _Roundtrip:
 
     def delivered(self, found: _Found, note: str = "") -> CheckResult:
         details = self.state.details
-        details.update(folder=found.folder, delivery_ms=round(found.delivery_ms, 1))
+        folder = reportable(found.folder, limit=SHORT_LIMIT)  # a name the server chose
+        details.update(folder=folder, delivery_ms=round(found.delivery_ms, 1))
         details["deleted"] = self.deleted
         seconds = found.delivery_ms / 1000
-        where = f"the {found.folder} folder (spam)" if found.junk else found.folder
+        where = f"the {folder} folder (spam)" if found.junk else folder
         message = f"sent as {self.address}; arrived in {where} after {seconds:.1f} s"
         message += "; " + (note or ("deleted" if self.deleted else "not deleted"))
         if found.junk:
@@ -356,7 +359,9 @@ class _Roundtrip:
         if candidates:
             self.junk_folder = candidates[0]
             self.folders.append(candidates[0])
-        self.state.details["junk_folder"] = self.junk_folder
+        self.state.details["junk_folder"] = (
+            None if self.junk_folder is None else reportable(self.junk_folder, limit=SHORT_LIMIT)
+        )
 
     async def search(self, deadline: float) -> _Found | None:
         """Look for the message in every folder, again and again, until the deadline
@@ -469,7 +474,7 @@ class _Roundtrip:
             raise self.fail(result.code, f"SMTP: {result.message}", result.hint or "") from None
         self.sent_at = asyncio.get_running_loop().time()
         reply = f"{response.code} {response.message}"
-        self.state.details["smtp_reply"] = scrub(reply, self.state.secrets)
+        self.state.details["smtp_reply"] = reportable(reply, self.state.secrets)
         self.state.step = "quit"
         await smtp.quit()
         smtp.close()
@@ -538,5 +543,5 @@ def _search_result(reply: Reply) -> set[int]:
     for line in reply.untagged:
         words = line.split()
         if words and words[0].upper() == "SEARCH":
-            uids.update(int(word) for word in words[1:] if word.isdigit())
+            uids.update(int(word) for word in words[1:] if _UID.fullmatch(word))
     return uids

@@ -23,6 +23,7 @@ from aiosmtplib.auth import auth_xoauth2_encode
 
 from preflight.hints import hint_for
 from preflight.net import (
+    SHORT_LIMIT,
     ConnectFailure,
     Mode,
     ProbeState,
@@ -30,6 +31,8 @@ from preflight.net import (
     bounded,
     mode_for_port,
     open_socket,
+    reportable,
+    reportable_details,
     tls_answers,
 )
 from preflight.options import CheckOptions
@@ -247,7 +250,7 @@ class _SmtpProbe:
             response = await self.smtp.connect(timeout=self.options.timeouts.greeting)
         except aiosmtplib.SMTPException as exc:
             raise self.translate(exc) from None
-        self.state.details["greeting"] = _first_line(response.message)
+        self.state.details["greeting"] = _greeting_line(response.message)
         self.state.details["security"] = "ssl"
         self._record_tls()
 
@@ -274,7 +277,7 @@ class _SmtpProbe:
         finally:
             # Whatever ended the wait, the greeting's outcome must not go unobserved.
             _discard(greeting)
-        self.state.details["greeting"] = _first_line(response.message)
+        self.state.details["greeting"] = _greeting_line(response.message)
         self.state.details["security"] = "plain"
 
     async def _speaks_tls(self, greeting: asyncio.Future[Any], address: str) -> bool:
@@ -302,7 +305,8 @@ class _SmtpProbe:
         assert self.smtp.transport is not None
         ssl_object = self.smtp.transport.get_extra_info("ssl_object")
         info = describe_session(ssl_object)
-        self.state.details.update(info)
+        # The certificate's names are the server's words too.
+        self.state.details.update(reportable_details(info, ()))
         if self.options.insecure:
             self.state.details["verified"] = False
             self.state.warnings.append("the certificate was not verified (--insecure)")
@@ -348,7 +352,7 @@ class _SmtpProbe:
 
     def choose_mechanism(self) -> str:
         assert self.smtp is not None
-        offered = [m.upper() for m in self.smtp.server_auth_methods]
+        offered = [reportable(m.upper(), limit=SHORT_LIMIT) for m in self.smtp.server_auth_methods]
         self.state.details["auth_offered"] = offered
         encrypted = self.state.details.get("security") in ("ssl", "starttls")
         if not encrypted and not self.options.allow_plaintext_auth:
@@ -389,7 +393,9 @@ class _SmtpProbe:
                 await self.smtp.auth_login(user, self.account.password.reveal())
         except aiosmtplib.SMTPAuthenticationError as exc:
             reply = f"{exc.code} {exc.message}"
-            verdict = classify_login_refusal(reply, self.host, status=exc.code)
+            verdict = classify_login_refusal(
+                reply, self.host, status=exc.code, secrets=self.state.secrets
+            )
             raise self.stop(verdict.code, verdict.message, verdict.hint, reply=reply) from None
 
     async def _xoauth2(self, user: str) -> None:
@@ -414,7 +420,9 @@ class _SmtpProbe:
             )
         if response.code != 235:
             reply = f"{response.code} {response.message}"
-            verdict = classify_login_refusal(reply, self.host, status=response.code)
+            verdict = classify_login_refusal(
+                reply, self.host, status=response.code, secrets=self.state.secrets
+            )
             raise self.stop(verdict.code, verdict.message, verdict.hint, reply=reply)
 
     async def quit(self) -> None:
@@ -442,5 +450,8 @@ def _discard(task: asyncio.Future[Any]) -> None:
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-def _first_line(text: Any) -> str | None:
-    return text.splitlines()[0] if isinstance(text, str) and text else None
+def _greeting_line(text: Any) -> str | None:
+    """The greeting's first line, as a report may show it (it may be anything)."""
+    if not isinstance(text, str) or not text:
+        return None
+    return reportable(text.splitlines()[0], limit=SHORT_LIMIT)

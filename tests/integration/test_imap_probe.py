@@ -351,6 +351,7 @@ class Stub:
     login_reply: str = "OK Logged in"
     xoauth2_challenge: str | None = None
     examine_reply: str = "OK [READ-ONLY] Examine completed"
+    examine_untagged: str = "* 3 EXISTS\r\n* 0 RECENT"
     close_on_login: bool = False
     starttls_extra: bytes = b""  # sent with the STARTTLS answer, before the handshake
     lines: list[str] = field(default_factory=list)
@@ -418,7 +419,8 @@ class Stub:
                     self.lines.append(await self._read_command(reader, writer))
                 writer.write(f"{tag} {self.login_reply}\r\n".encode())
             elif verb == "EXAMINE":
-                writer.write(f"* 3 EXISTS\r\n* 0 RECENT\r\n{tag} {self.examine_reply}\r\n".encode())
+                untagged = self.examine_untagged
+                writer.write(f"{untagged}\r\n{tag} {self.examine_reply}\r\n".encode())
             elif verb == "LOGOUT":
                 writer.write(f"* BYE bye\r\n{tag} OK Logout completed\r\n".encode())
                 await writer.drain()
@@ -636,6 +638,16 @@ async def test_examine_refused_is_caught(start_stub: StartStub, stub_ca_file: st
     assert result.details["step"] == "examine"
     assert "NONEXISTENT" in result.details["reply"]
     assert "IMAP access" in (result.hint or "")
+
+
+async def test_absurd_message_count_is_ignored(start_stub: StartStub, stub_ca_file: str) -> None:
+    """An EXISTS count of 5,000 digits (int() refuses it) is no count, not a traceback."""
+    _, port = await start_stub(examine_untagged=f"* {'9' * 5000} EXISTS")
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert (result.status, result.code) == (Status.PASS, Code.OK), result
+    assert "inbox_messages" not in result.details
 
 
 async def test_server_closing_mid_login_fails_fast(

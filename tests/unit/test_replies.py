@@ -8,6 +8,17 @@ import pytest
 
 from preflight.replies import classify_login_refusal, decode_xoauth2_challenge, provider_of
 from preflight.report import Code
+from preflight.secret import MASK
+
+PASSWORD = 'Qz7"Wv\\  kX3!pL9-mR4#tY8'  # a quote, a backslash, two spaces
+
+
+def fragments(secret: str, size: int = 5) -> set[str]:
+    """Every run of ``size`` characters of the secret and of its collapsed form."""
+    found: set[str] = set()
+    for form in (secret, " ".join(secret.split())):
+        found.update(form[i : i + size] for i in range(len(form) - size + 1))
+    return found
 
 
 @pytest.mark.parametrize(
@@ -103,3 +114,28 @@ def test_decode_xoauth2_challenge() -> None:
     assert decode_xoauth2_challenge(payload) == '{"schemes": "Bearer", "status": "401"}'
     assert decode_xoauth2_challenge("not base64!") is None
     assert decode_xoauth2_challenge(base64.b64encode(b"[1]").decode()) is None
+
+
+def test_deeply_nested_xoauth2_challenge_is_no_error() -> None:
+    """A challenge of 20,000 nested arrays (json's recursion limit) gives None, not an error."""
+    assert decode_xoauth2_challenge(base64.b64encode(b"[" * 20000).decode()) is None
+
+
+def test_classify_masks_before_cutting() -> None:
+    """A refusal echoing the password across the 200-character cut shows none of it."""
+    reply = "535 5.7.8 " + "Authentication credentials invalid. " * 5 + PASSWORD
+    verdict = classify_login_refusal(reply, "smtp.example.com", status=535, secrets=(PASSWORD,))
+    assert verdict.code == Code.AUTH_FAILED
+    assert set() == {part for part in fragments(PASSWORD) if part in verdict.message}
+
+
+def test_classify_masks_before_collapsing() -> None:
+    """A refusal echoing a password with two spaces shows it masked, not re-spaced."""
+    verdict = classify_login_refusal(
+        f"NO [AUTHENTICATIONFAILED] bad password {PASSWORD}",
+        "imap.example.com",
+        secrets=(PASSWORD,),
+    )
+    assert f"the server refused the login: NO [AUTHENTICATIONFAILED] bad password {MASK}" == (
+        verdict.message
+    )
