@@ -123,37 +123,72 @@ class RateLimit:
 _SLACK = 0.15
 
 
+class _Slot:
+    """One request in the limiter's windows: in flight, then done at ``time``."""
+
+    __slots__ = ("done", "time")
+
+    def __init__(self, time: float) -> None:
+        self.time = time
+        self.done = False
+
+    def finish(self) -> None:
+        self.time = _now()
+        self.done = True
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
 class _Limiter:
-    """Sliding windows, like the server's: never more than the limits in any window."""
+    """Sliding windows, like the server's: never more than the limits in any window.
+
+    The server counts a request when it arrives, which the client cannot see: some
+    time after it was let go, before its answer came back. So a request counts as
+    in every window while it is in flight, and once answered, as of the moment its
+    answer came: both at least as late as its arrival, so the client's count is
+    never below the server's, however slow the loop or the network.
+    """
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
-        self.sent: collections.deque[float] = collections.deque()
+        self.sent: collections.deque[_Slot] = collections.deque()
         self.lock = asyncio.Lock()
         self.blocked_until = 0.0
 
-    async def wait(self) -> None:
+    async def wait(self) -> _Slot:
+        """Wait for room in both windows; the slot must be ``finish()``-ed when the
+        request is answered (or has failed)."""
         second, minute = 1 + _SLACK, 60 + _SLACK
         async with self.lock:
             while True:
-                now = time.monotonic()
-                while self.sent and now - self.sent[0] >= minute:
+                now = _now()
+                while self.sent and self.sent[0].done and now - self.sent[0].time >= minute:
                     self.sent.popleft()
-                in_second = sum(1 for t in self.sent if now - t < second)
+                in_minute = [s for s in self.sent if not s.done or now - s.time < minute]
+                in_second = [s for s in in_minute if not s.done or now - s.time < second]
                 delay = self.blocked_until - now
-                if len(self.sent) >= self.limit.per_minute:
-                    delay = minute - (now - self.sent[0])
-                if in_second >= self.limit.per_second:
-                    oldest = next(t for t in self.sent if now - t < second)
-                    delay = max(delay, second - (now - oldest))
+                if len(in_minute) >= self.limit.per_minute:
+                    delay = max(delay, _until(in_minute, now, minute))
+                if len(in_second) >= self.limit.per_second:
+                    delay = max(delay, _until(in_second, now, second))
                 if delay <= 0:
-                    self.sent.append(now)
-                    return
+                    slot = _Slot(now)
+                    self.sent.append(slot)
+                    return slot
                 await asyncio.sleep(delay + 0.01)
 
     def pause(self, seconds: float) -> None:
         """After a 429: nothing is sent, by any task, for ``seconds``."""
-        self.blocked_until = max(self.blocked_until, time.monotonic() + seconds)
+        self.blocked_until = max(self.blocked_until, _now() + seconds)
+
+
+def _until(window: list[_Slot], now: float, length: float) -> float:
+    """How long until the earliest answered request leaves a window of ``length``
+    (a short poll while every one is still in flight)."""
+    answered = [s.time for s in window if s.done]
+    return length - (now - min(answered)) if answered else 0.05
 
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -384,12 +419,15 @@ class SmartLeadClient:
             raise self.refused
         query = {**(params or {}), "api_key": self._key.reveal()}
         for _ in range(self._max_429_waits + 1):
-            await self._limiter.wait()
-            if self.refused is not None:
-                raise self.refused
-            response = await self._client.request(
-                method, f"{self.base_url}{path}", params=query, json=json
-            )
+            slot = await self._limiter.wait()
+            try:
+                if self.refused is not None:
+                    raise self.refused
+                response = await self._client.request(
+                    method, f"{self.base_url}{path}", params=query, json=json
+                )
+            finally:
+                slot.finish()
             if response.status_code == 401:
                 await response.aread()
                 if self.refused is None:

@@ -124,3 +124,27 @@ def test_bad_base_urls_are_refused(url: str, problem: str) -> None:
 def test_good_base_url_loses_its_trailing_slash() -> None:
     """A good base URL is kept, without a trailing slash."""
     assert check_base_url("http://127.0.0.1:8080/api/v1/") == "http://127.0.0.1:8080/api/v1"
+
+
+@pytest.mark.asyncio
+async def test_requests_in_flight_count_in_every_window() -> None:
+    """A request still unanswered counts in the window however long ago it left: the
+    server may count it on arrival, later than the client let it go."""
+    import asyncio
+    import time
+
+    from preflight.smartlead import RateLimit, _Limiter
+
+    limiter = _Limiter(RateLimit(per_minute=100, per_second=2))
+    first = await limiter.wait()
+    second = await limiter.wait()
+    third = asyncio.ensure_future(limiter.wait())
+    await asyncio.sleep(1.5)  # past the 1.15 s window; both still in flight
+    assert not third.done()
+    first.finish()
+    answered = time.monotonic()
+    slot = await asyncio.wait_for(third, 5)
+    # The window counts from the answer, not from when the request was let go.
+    assert time.monotonic() - answered >= 1.1
+    second.finish()
+    slot.finish()
