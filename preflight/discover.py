@@ -391,19 +391,10 @@ class _Wire:
         self.buffer = b""
 
     async def handshake(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        from preflight.net import tls_handshake  # the probes' loop, imported when used
+
         tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
-        while True:
-            try:
-                tls.do_handshake()
-            except ssl.SSLWantReadError:
-                await self._flush()
-                chunk = await self.loop.sock_recv(self.sock, 65536)
-                if not chunk:
-                    raise ConnectionResetError("closed during the TLS handshake") from None
-                self.incoming.write(chunk)
-            else:
-                break
-        await self._flush()
+        await tls_handshake(self.sock, tls, self.incoming, self.outgoing)
         self.tls = tls
 
     async def _flush(self) -> None:
@@ -488,19 +479,17 @@ async def _converse_imap(wire: _Wire, tls: bool) -> tuple[Security, str]:
         raise _NotMail(f"not an IMAP greeting: {_printable(first, 60)!r}")
     security: Security = "ssl"
     if not tls:
-        capabilities = ""
-        found = re.search(r"\[CAPABILITY ([^\]]*)\]", first, re.IGNORECASE)
-        if found:
-            capabilities = found.group(1)
-        else:
+        from preflight.imap_starttls import capabilities_in  # the probe's parsing
+
+        capabilities = capabilities_in(first) or []
+        if not capabilities:
             await wire.send(b"p1 CAPABILITY\r\n")
             for _ in range(_MAX_LINES):
                 line = await wire.line()
-                if line.upper().startswith("* CAPABILITY"):
-                    capabilities += " " + line[12:]
+                capabilities += capabilities_in(line.removeprefix("* ")) or []
                 if line.startswith("p1 "):
                     break
-        security = "starttls" if "STARTTLS" in capabilities.upper().split() else "plain"
+        security = "starttls" if "STARTTLS" in (c.upper() for c in capabilities) else "plain"
     await wire.send(b"p2 LOGOUT\r\n")
     return security, greeting
 

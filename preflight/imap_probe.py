@@ -6,8 +6,9 @@ left to chance. Exactly one login is attempted: LOGIN, AUTHENTICATE PLAIN when
 LOGIN is disabled, or AUTHENTICATE XOAUTH2 for an account with an OAuth token.
 A login is not the end: ``EXAMINE INBOX`` (read-only) proves there is a mailbox
 to read replies from. The IMAP client is aioimaplib's protocol as extended in
-:mod:`preflight.imap_starttls`; its, ssl's and the socket's exceptions are
-translated to codes here, in :meth:`_ImapProbe.translate`, and nowhere else.
+:mod:`preflight.imap_starttls`; its exceptions are translated to codes here, in
+:meth:`_ImapProbe.translate_protocol`, and those both protocols share (TLS failures,
+lost connections) in :meth:`preflight.probe.Probe.translate`.
 
 :func:`open_imap_session` opens the same authenticated session for a caller that
 has more to do than EXAMINE (the ``roundtrip`` check searches and deletes on it).
@@ -19,37 +20,17 @@ import asyncio
 import re
 import socket
 import ssl
-from collections.abc import Mapping
-from types import MappingProxyType
-from typing import Any
+from typing import ClassVar
 
-from preflight.hints import hint_for
-from preflight.imap_starttls import ImapClient, ImapError, ProtocolViolation, Reply
-from preflight.imap_starttls import capabilities_in as _capabilities_in
-from preflight.net import (
-    SHORT_LIMIT,
-    ConnectFailure,
-    Mode,
-    ProbeState,
-    ProbeStop,
-    bounded,
-    mode_for_port,
-    open_socket,
-    reportable,
-    reportable_details,
-    tls_answers,
-)
+from preflight.imap_starttls import ImapClient, ImapError, ProtocolViolation, Reply, capabilities_in
+from preflight.net import SHORT_LIMIT, ProbeStop, reportable
 from preflight.options import CheckOptions
 from preflight.payload import Account
-from preflight.replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
+from preflight.probe import STARTTLS_MODES, Probe, Session
 from preflight.report import CheckResult, Code
 from preflight.resolver import HostLookup
-from preflight.tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
 
 __all__ = ["ImapSession", "open_imap_session", "probe_imap"]
-
-#: LOGOUT is a courtesy: a server slow to say goodbye does not hold the report.
-_LOGOUT_TIMEOUT = 2.0
 
 _NO_INBOX_HINT = (
     "The login works, but the mailbox cannot be opened over IMAP: check that IMAP access "
@@ -79,8 +60,7 @@ async def probe_imap(
     deadline: float,
 ) -> CheckResult:
     """Check the account's IMAP server and credentials before the loop time ``deadline``."""
-    probe = _ImapProbe(account, options, context)
-    return await bounded(probe, probe.run(host), deadline)
+    return await _ImapProbe(account, options, context).check(host, deadline)
 
 
 async def open_imap_session(
@@ -97,83 +77,62 @@ async def open_imap_session(
     The caller owns the session: :meth:`ImapSession.close` it in a ``finally``.
     """
     probe = _ImapProbe(account, options, context)
-    failed = await bounded(probe, probe.open(host), deadline, keep_open=True)
-    return failed if isinstance(failed, CheckResult) else ImapSession(probe)
+    failed = await probe.open_within(host, deadline)
+    return failed or ImapSession(probe)
 
 
-class ImapSession:
+class ImapSession(Session):
     """An authenticated IMAP session (TLS as the account asks, logged in, nothing selected).
 
     ``client`` takes further commands, one at a time; ``details`` is what the ``imap``
-    check reports about the connection (address, security, tls_version,
-    auth_mechanism, ...). After an exception, a timeout or a cancelled command,
-    :meth:`close`; never reuse.
+    check reports about the connection (see :class:`~preflight.probe.Session`). After a
+    cancelled command too, :meth:`close`.
     """
 
     def __init__(self, probe: _ImapProbe) -> None:
         assert probe.client is not None
-        self._probe = probe
+        super().__init__(probe)
+        self._imap_probe = probe
         self.client: ImapClient = probe.client
-        self.details: Mapping[str, Any] = MappingProxyType(probe.state.details)
-
-    def failure(self, exc: BaseException, step: str) -> CheckResult:
-        """The ``imap`` check's failing result for ``exc``, raised during ``step``."""
-        self._probe.state.step = step
-        return self._probe.translate(exc).result
 
     async def logout(self) -> None:
         """LOGOUT, politely and briefly; a server that will not is no failure."""
-        await self._probe.logout()
-
-    def close(self) -> None:
-        """Close hard (after LOGOUT too: then it only releases the connection)."""
-        self._probe.close()
+        await self._imap_probe.goodbye()
 
 
-class _ImapProbe:
+class _ImapProbe(Probe):
+    protocol: ClassVar[str] = "imap"
+    errors: ClassVar[tuple[type[BaseException], ...]] = (ImapError, OSError, ssl.SSLError)
+    # The contract's keys of a passing check, present even on a clear-text session.
+    preset: ClassVar[tuple[str, ...]] = ("security", "tls_version", "auth_mechanism")
+
     def __init__(self, account: Account, options: CheckOptions, context: ssl.SSLContext) -> None:
-        self.account = account
-        self.options = options
-        self.context = context
-        self.host = account.imap_host
-        self.port = account.imap_port
-        self.token: str | None = None
-        if account.token is not None:
-            token = account.token.reveal().get("access_token")
-            if isinstance(token, str) and token:
-                self.token = token
-        secrets = (account.imap_secret.reveal(), self.token or "")
-        self.state = ProbeState("imap", tuple(s for s in secrets if s))
+        super().__init__(
+            account,
+            options,
+            context,
+            host=account.imap_host,
+            port=account.imap_port,
+            security=options.imap_security,
+            user=account.imap_login,
+            password=account.imap_secret,
+        )
         self.client: ImapClient | None = None
         self.sock: socket.socket | None = None
-        self.mode: Mode = mode_for_port("imap", self.port, options.imap_security)
-        self.spoke = "ssl" if self.mode == "ssl" else "plain"
         self.capabilities: list[str] = []
 
     # --- results ---------------------------------------------------------------
 
-    def stop(
-        self, code: Code, message: str, hint: str | None = None, reply: str | None = None
-    ) -> ProbeStop:
-        hint = hint or hint_for(code, "imap", self.host, self.port, spoke=self.spoke)
-        return ProbeStop(self.state.fail(code, message, hint, reply))
-
-    def timed_out(self) -> CheckResult:
-        step = self.state.step
-        if step == "connect":
-            code = Code.CONNECT_TIMEOUT
-        elif step in ("tls", "greeting"):
-            code = Code.GREETING_TIMEOUT
-        else:
-            code = Code.TIMEOUT
-        return self.state.fail(
-            code,
-            f"no answer within the deadline (during {step})",
-            hint_for(code, "imap", self.host, self.port, spoke=self.spoke),
+    def summary(self) -> str:
+        details = self.state.details
+        inbox = details.get("inbox_messages")
+        count = f" ({inbox} messages)" if isinstance(inbox, int) else ""
+        return (
+            f"logged in with {details['auth_mechanism']} {self.over()}; "
+            f"INBOX opened read-only{count}"
         )
 
     def close(self) -> None:
-        """Close hard: after a timeout or confusion the session is never reused."""
         if self.client is not None and self.client.transport is not None:
             self.client.abort()
         elif self.sock is not None:
@@ -181,18 +140,11 @@ class _ImapProbe:
         self.client = None
         self.sock = None
 
-    def translate(self, exc: BaseException) -> ProbeStop:
-        """The one place where library exceptions become report codes."""
+    def translate_protocol(self, exc: BaseException) -> ProbeStop | None:
         step = self.state.step
-        tls_error = find_tls_error(exc)
-        if tls_error is not None:
-            code, message = classify_tls_error(tls_error)
-            return self.stop(code, message)
-        if isinstance(exc, TimeoutError):
-            if step in ("tls", "greeting"):
-                what = "TLS handshake" if step == "tls" else "greeting"
-                return self.stop(Code.GREETING_TIMEOUT, f"connected, but no {what} came")
-            return self.stop(Code.TIMEOUT, f"the server did not answer in time ({step})")
+        if isinstance(exc, TimeoutError) and step in ("tls", "greeting"):
+            what = "TLS handshake" if step == "tls" else "greeting"
+            return self.stop(Code.GREETING_TIMEOUT, f"connected, but no {what} came")
         if isinstance(exc, ProtocolViolation):
             return self.stop(Code.PROTOCOL_ERROR, f"{exc} (during {step})")
         if isinstance(exc, ImapError | ConnectionError):
@@ -200,68 +152,26 @@ class _ImapProbe:
             if step == "tls" and "handshake" in str(exc):
                 return self.stop(Code.GREETING_TIMEOUT, "connected, but no TLS handshake came")
             return self.stop(Code.PROTOCOL_ERROR, f"the server closed the connection during {step}")
-        if isinstance(exc, OSError):
-            return self.stop(Code.PROTOCOL_ERROR, f"connection lost during {step}: {exc}")
-        return self.stop(Code.PROTOCOL_ERROR, f"{step} failed: {exc}")
+        return None
 
     # --- the steps ---------------------------------------------------------------
 
-    async def run(self, host: asyncio.Future[HostLookup]) -> CheckResult:
-        await self.open(host)
-        try:
-            await self.examine()
-        except ProbeStop:
-            raise
-        except (ImapError, OSError, ssl.SSLError) as exc:
-            raise self.translate(exc) from None
-        await self.logout()
-        details = self.state.details
-        security = details["security"]
-        tls = f", {details['tls_version']}" if details.get("tls_version") else ""
-        inbox = details.get("inbox_messages")
-        count = f" ({inbox} messages)" if isinstance(inbox, int) else ""
-        return self.state.passed(
-            f"logged in with {details['auth_mechanism']} over {security}{tls}; "
-            f"INBOX opened read-only{count}"
-        )
-
-    async def open(self, host: asyncio.Future[HostLookup]) -> None:
-        """Resolve, connect, greeting, STARTTLS as the mode says, one login."""
-        lookup = await host
-        if lookup.code is not None:
-            raise self.stop(lookup.code, lookup.message)
-        details = self.state.details
-        # The contract's keys of a passing check, present even on a clear-text session.
-        details.update(host=self.host, port=self.port, address=None, security=None)
-        details.update(tls_version=None, auth_mechanism=None)
-        try:
-            preauth = await self.connect(lookup.addresses)
-            if not preauth:
-                await self.capability()
-                if self.mode in ("starttls", "starttls?", "detect"):
-                    await self.starttls()
-                mechanism = self.choose_mechanism()
-                await self.authenticate(mechanism)
-        except ProbeStop:
-            raise
-        except (ImapError, OSError, ssl.SSLError) as exc:
-            raise self.translate(exc) from None
+    async def session(self, addresses: tuple[str, ...]) -> None:
+        """Connect, greeting, STARTTLS as the mode says, one login."""
+        preauth = await self.connect(addresses)
+        if not preauth:
+            await self.capability()
+            if self.mode in STARTTLS_MODES:
+                await self.starttls()
+            await self.authenticate(self.choose_mechanism())
 
     async def connect(self, addresses: tuple[str, ...]) -> bool:
         """Connect and read the greeting; True when the server pre-authenticated us."""
+        self.sock, address = await self.connect_socket(addresses)
         timeouts = self.options.timeouts
-        self.state.step = "connect"
-        try:
-            self.sock = await open_socket(addresses, self.port, timeouts.connect)
-        except ConnectFailure as failure:
-            raise self.stop(failure.code, failure.message) from None
-        address = self.sock.getpeername()[0]
-        self.state.details["address"] = address
-        use_tls = self.mode == "ssl"
-        self.state.step = "tls" if use_tls else "greeting"
         client = ImapClient()
         loop = asyncio.get_running_loop()
-        if use_tls:
+        if self.mode == "ssl":
             async with asyncio.timeout(timeouts.greeting):
                 await loop.create_connection(
                     lambda: client,
@@ -271,8 +181,7 @@ class _ImapProbe:
                     ssl_handshake_timeout=timeouts.greeting,
                 )
             self.client, self.sock = client, None
-            self.state.details["security"] = "ssl"
-            self._record_tls()
+            self.record_tls("ssl", client.transport)
             self.state.step = "greeting"
             async with asyncio.timeout(timeouts.greeting):
                 greeting = await client.wait_greeting()
@@ -280,53 +189,17 @@ class _ImapProbe:
             await loop.create_connection(lambda: client, sock=self.sock)
             self.client, self.sock = client, None
             self.state.details["security"] = "plain"
-            found = await self._plain_greeting(client, address)
+            waiting = asyncio.ensure_future(self._greeting_within_timeout(client))
+            found = await self.plain_greeting(waiting, address)
             if found is None:  # the port speaks implicit TLS, and the mode allows it
-                return await self._switch_to_tls(address)
+                self.switch_to_tls()
+                return await self.connect((address,))
             greeting = found
         return self._greeted(greeting)
 
-    async def _plain_greeting(self, client: ImapClient, address: str) -> str | None:
-        """Wait for the clear-text greeting; if it is late, see whether the port speaks TLS.
-
-        None: no greeting, but TLS answers and the mode is "detect".
-        """
-        timeouts = self.options.timeouts
-
-        async def greeting_within_timeout() -> str:
-            async with asyncio.timeout(timeouts.greeting):
-                return await client.wait_greeting()
-
-        greeting = asyncio.ensure_future(greeting_within_timeout())
-        try:
-            done, _ = await asyncio.wait({greeting}, timeout=timeouts.sniff_after)
-            if not done:
-                sniff = asyncio.ensure_future(tls_answers(address, self.port, timeouts.greeting))
-                try:
-                    await asyncio.wait({greeting, sniff}, return_when=asyncio.FIRST_COMPLETED)
-                    if not greeting.done() and await sniff:
-                        if self.mode == "detect":
-                            return None
-                        raise self.stop(
-                            Code.TLS_MODE_MISMATCH,
-                            f"port {self.port} speaks implicit TLS, but the account uses "
-                            f"{'STARTTLS' if self.mode != 'plain' else 'plain text'}",
-                        )
-                finally:
-                    sniff.cancel()
-                    await asyncio.wait({sniff})  # its socket is closed before we go on
-            return await greeting
-        finally:
-            greeting.cancel()
-            await asyncio.wait({greeting})
-
-    async def _switch_to_tls(self, address: str) -> bool:
-        """A port of no fixed convention turned out to speak implicit TLS."""
-        self.close()
-        self.mode = "ssl"
-        self.spoke = "ssl"
-        self.state.details["security_detected"] = True
-        return await self.connect((address,))
+    async def _greeting_within_timeout(self, client: ImapClient) -> str:
+        async with asyncio.timeout(self.options.timeouts.greeting):
+            return await client.wait_greeting()
 
     def _greeted(self, greeting: str) -> bool:
         """Read the greeting: go on after ``* OK``, note ``* PREAUTH``, stop otherwise."""
@@ -345,7 +218,7 @@ class _ImapProbe:
                 f"the server's greeting is not IMAP: {reportable(greeting, limit=100)}",
                 reply=greeting,
             )
-        self.capabilities = _capabilities_in(greeting) or []
+        self.capabilities = capabilities_in(greeting) or []
         if status == "PREAUTH":
             # Nothing to log in to: the credentials cannot be checked here.
             self.state.details["auth_mechanism"] = "PREAUTH"
@@ -354,21 +227,6 @@ class _ImapProbe:
             )
             return True
         return False
-
-    def _record_tls(self) -> None:
-        assert self.client is not None
-        ssl_object = self.client.transport.get_extra_info("ssl_object")
-        info = describe_session(ssl_object)
-        # The certificate's names are the server's words too.
-        self.state.details.update(reportable_details(info, ()))
-        if self.options.insecure:
-            self.state.details["verified"] = False
-            self.state.warnings.append("the certificate was not verified (--insecure)")
-        else:
-            self.state.details["verified"] = True
-        warning = expiry_warning(info)
-        if warning:
-            self.state.warnings.append(warning)
 
     async def capability(self) -> None:
         """The server's capabilities, asked for unless the greeting listed them."""
@@ -407,8 +265,7 @@ class _ImapProbe:
                 f"the server refused STARTTLS: {reply.line}",
                 reply=reply.line,
             )
-        self.state.details["security"] = "starttls"
-        self._record_tls()
+        self.record_tls("starttls", self.client.transport)
         # The capabilities sent before TLS are void after it (RFC 3501 §6.2.1): ask again.
         self.capabilities = []
         await self.capability()
@@ -419,20 +276,15 @@ class _ImapProbe:
         self.state.details["auth_offered"] = [
             reportable(c, limit=SHORT_LIMIT) for c in offered[:_MAX_CAPABILITIES_SHOWN]
         ]
-        encrypted = self.state.details.get("security") in ("ssl", "starttls")
-        if not encrypted and not self.options.allow_plaintext_auth:
-            raise self.stop(
-                Code.AUTH_PLAINTEXT_REFUSED,
-                "the connection is not encrypted; the credentials were not sent",
-            )
+        self.refuse_plaintext()
         if self.token is not None and "XOAUTH2" in offered:
             return "XOAUTH2"
-        if self.account.imap_secret.reveal():
+        if self.password.reveal():
             if "LOGINDISABLED" not in capabilities:
                 return "LOGIN"
             if "PLAIN" in offered:
                 return "PLAIN"
-            if not encrypted:
+            if not self.encrypted:
                 raise self.stop(
                     Code.AUTH_PLAINTEXT_REFUSED,
                     "the server refuses logins before TLS (LOGINDISABLED); nothing was sent",
@@ -453,11 +305,8 @@ class _ImapProbe:
 
     async def authenticate(self, mechanism: str) -> None:
         assert self.client is not None
-        self.state.step = "login"
-        self.state.details["auth_mechanism"] = mechanism
-        if self.state.details.get("security") not in ("ssl", "starttls"):
-            self.state.warnings.append("the credentials were sent in clear text")
-        user = self.account.imap_login
+        self.begin_login("login", mechanism)
+        user = self.user
         sasl_ir = "SASL-IR" in (c.upper() for c in self.capabilities)
         async with asyncio.timeout(self.options.timeouts.command):
             if mechanism == "XOAUTH2":
@@ -467,29 +316,21 @@ class _ImapProbe:
                     "XOAUTH2", response, initial_response=sasl_ir
                 )
             elif mechanism == "PLAIN":
-                response = f"\0{user}\0{self.account.imap_secret.reveal()}".encode()
+                response = f"\0{user}\0{self.password.reveal()}".encode()
                 reply = await self.client.authenticate("PLAIN", response, initial_response=sasl_ir)
             else:
-                reply = await self.client.login(user, self.account.imap_secret.reveal())
+                reply = await self.client.login(user, self.password.reveal())
         if not reply.ok:
             self._refused(mechanism, reply)
 
     def _refused(self, mechanism: str, reply: Reply) -> None:
         if mechanism == "XOAUTH2" and reply.challenges:
             # The challenge carries the error; it was answered with an empty line.
-            challenge = decode_xoauth2_challenge(reply.challenges[-1])
-            if challenge:
-                self.state.details["oauth_error"] = challenge
-            raise self.stop(
-                Code.AUTH_FAILED,
-                f"the server refused the OAuth token: {reply.line}",
-                XOAUTH2_HINT,
-                reply=reply.line,
-            )
-        verdict = classify_login_refusal(reply.line, self.host, secrets=self.state.secrets)
-        raise self.stop(verdict.code, verdict.message, verdict.hint, reply=reply.line)
+            self.note_oauth_error(reply.challenges[-1])
+            raise self.oauth_refused(reply.line)
+        raise self.refused(reply.line)
 
-    async def examine(self) -> None:
+    async def after_login(self) -> None:
         """Open INBOX read-only: a login without a mailbox is no use to a sender."""
         assert self.client is not None
         self.state.step = "examine"
@@ -507,13 +348,7 @@ class _ImapProbe:
             if exists:
                 self.state.details["inbox_messages"] = int(exists[1])
 
-    async def logout(self) -> None:
-        """Say goodbye politely; a server that will not is not a failure of the account."""
+    async def goodbye(self) -> None:
         if self.client is None:
             return
-        self.state.step = "logout"
-        try:
-            async with asyncio.timeout(_LOGOUT_TIMEOUT):
-                await self.client.command("LOGOUT")
-        except (ImapError, OSError, TimeoutError):
-            pass
+        await self.farewell("logout", self.client.command("LOGOUT"))

@@ -37,6 +37,7 @@ __all__ = [
     "reportable_details",
     "scrub",
     "tls_answers",
+    "tls_handshake",
 ]
 
 #: How a probe speaks to the port. "starttls?" upgrades when offered (port 25);
@@ -165,23 +166,41 @@ async def tls_answers(address: str, port: int, timeout: float) -> bool:
             await loop.sock_connect(sock, (address, port))
             incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             tls = context.wrap_bio(incoming, outgoing, server_side=False)
-            while True:
-                try:
-                    tls.do_handshake()
-                except ssl.SSLWantReadError:
-                    pending = outgoing.read()
-                    if pending:
-                        await loop.sock_sendall(sock, pending)
-                    chunk = await loop.sock_recv(sock, 65536)
-                    if not chunk:
-                        return False
-                    incoming.write(chunk)
-                else:
-                    return True
+            await tls_handshake(sock, tls, incoming, outgoing)
+            return True
     except (OSError, TimeoutError):  # ssl.SSLError is an OSError
         return False
     finally:
         sock.close()
+
+
+async def tls_handshake(
+    sock: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO
+) -> None:
+    """Complete ``tls``'s handshake over its memory buffers on ``sock``.
+
+    The one handshake loop of the sniff (:func:`tls_answers`) and of ``discover``'s
+    probes: the caller owns the socket, so a cancellation at any point leaves only it
+    to close. Raises ``ssl.SSLError`` (a certificate too), or ``ConnectionResetError``
+    when the server closes during the handshake.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            pending = outgoing.read()
+            if pending:
+                await loop.sock_sendall(sock, pending)
+            chunk = await loop.sock_recv(sock, 65536)
+            if not chunk:
+                raise ConnectionResetError("closed during the TLS handshake") from None
+            incoming.write(chunk)
+        else:
+            break
+    pending = outgoing.read()  # the client's last flight (TLS 1.3 Finished)
+    if pending:
+        await loop.sock_sendall(sock, pending)
 
 
 #: How much server text a report keeps: a reply in ``details.reply``, a message, a

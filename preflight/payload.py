@@ -41,6 +41,7 @@ __all__ = [
     "Parsed",
     "Problem",
     "RawObject",
+    "access_token_of",
     "parse_account",
     "secret_values",
     "shown_text",
@@ -181,6 +182,12 @@ class Account:
     email_domain: str = field(default="", compare=False, repr=False)
 
     @property
+    def access_token(self) -> str | None:
+        """The OAuth access token XOAUTH2 logs in with, when the account has a usable one
+        (see :func:`access_token_of`)."""
+        return access_token_of(self.token)
+
+    @property
     def imap_login(self) -> str:
         """The user name IMAP logs in with."""
         return self.imap_user_name if self.imap_user_name is not None else self.user_name
@@ -207,6 +214,17 @@ class Account:
                 value = value.value
             body[name] = value
         return body
+
+
+def access_token_of(token: object) -> str | None:
+    """The one rule for a usable OAuth token: an object whose ``access_token`` is
+    non-empty text. The payload check, both probes and the roundtrip ask it here."""
+    if isinstance(token, Secret):
+        token = token.reveal()
+    if not isinstance(token, dict):
+        return None
+    value = token.get("access_token")
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass
@@ -680,11 +698,11 @@ def _check_relations(
                     "for an OAuth account",
                 )
             )
-        elif isinstance(token, Secret) and not isinstance(token.reveal().get("access_token"), str):
+        elif isinstance(token, Secret) and access_token_of(token) is None:
             errors.append(
                 Problem(
                     "token",
-                    "token must carry an access_token (text) when password is empty",
+                    "token must carry an access_token (non-empty text) when password is empty",
                 )
             )
 

@@ -168,10 +168,7 @@ class _Roundtrip:
         self.options = options
         self.context = context
         secrets = [account.password.reveal(), account.imap_secret.reveal()]
-        if account.token is not None:
-            token = account.token.reveal().get("access_token")
-            if isinstance(token, str):
-                secrets.append(token)
+        secrets.append(account.access_token or "")
         self.state = ProbeState("roundtrip", tuple(s for s in secrets if s))
         self.address = account.from_email
         self.tag = uuid.uuid4().hex

@@ -1,0 +1,341 @@
+"""The life cycle the ``smtp`` and ``imap`` checks share, in one place.
+
+Both walk the same road: resolve, connect, maybe TLS, greeting, maybe STARTTLS, one
+login, goodbye; and fail on it in the same ways. :class:`Probe` owns that road: the
+security mode, the TCP connection, the late-greeting TLS sniff (a mode mix-up), the
+TLS record and its warnings, the translation of TLS failures and lost connections
+into codes, the clear-text guard, the single login attempt and its refusal, the
+deadline and the hard close. A subclass adds only what its protocol says: commands,
+reply parsing, capability names (:mod:`preflight.smtp_probe`,
+:mod:`preflight.imap_probe`). :class:`Session` is what both hand to a caller with
+more to say after the login (the ``roundtrip`` check).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Awaitable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
+
+from preflight.hints import hint_for
+from preflight.net import (
+    ConnectFailure,
+    Mode,
+    ProbeState,
+    ProbeStop,
+    bounded,
+    mode_for_port,
+    open_socket,
+    reportable_details,
+    tls_answers,
+)
+from preflight.options import CheckOptions, Security
+from preflight.payload import Account
+from preflight.replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
+from preflight.report import CheckResult, Code
+from preflight.resolver import HostLookup
+from preflight.secret import Secret
+from preflight.tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
+
+__all__ = ["STARTTLS_MODES", "Probe", "Session"]
+
+T = TypeVar("T")
+
+#: The modes that look for STARTTLS after the clear-text greeting.
+STARTTLS_MODES: tuple[Mode, ...] = ("starttls", "starttls?", "detect")
+#: A goodbye is a courtesy: a server slow to say it does not hold the report.
+_GOODBYE_TIMEOUT = 2.0
+
+
+class Probe:
+    """One check of one server: the steps and results both protocols share."""
+
+    #: "smtp" or "imap": the check's name, the hints' protocol, the port table.
+    protocol: ClassVar[str]
+    #: What the protocol's client raises; :meth:`translate` turns these into codes.
+    errors: ClassVar[tuple[type[BaseException], ...]]
+    #: Keys a passing report always has, in this order, None until known.
+    preset: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        account: Account,
+        options: CheckOptions,
+        context: ssl.SSLContext,
+        *,
+        host: str,
+        port: int,
+        security: Security | None,
+        user: str,
+        password: Secret[str],
+    ) -> None:
+        self.account = account
+        self.options = options
+        self.context = context
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.token = account.access_token
+        secrets = (password.reveal(), self.token or "")
+        self.state = ProbeState(self.protocol, tuple(s for s in secrets if s))
+        self.mode: Mode = mode_for_port(self.protocol, port, security)
+        #: What was spoken when a mode mismatch shows: the hint tells the other.
+        self.spoke = "ssl" if self.mode == "ssl" else "plain"
+
+    # --- what a protocol adds ------------------------------------------------------
+
+    async def session(self, addresses: tuple[str, ...]) -> None:
+        """Connect to one of ``addresses`` and log in (or stop)."""
+        raise NotImplementedError
+
+    async def after_login(self) -> None:
+        """What the check proves after the login, before the goodbye."""
+
+    async def goodbye(self) -> None:
+        """QUIT or LOGOUT, politely (see :meth:`farewell`)."""
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        """The message of a passing check."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close hard: after a timeout or confusion the session is never reused."""
+        raise NotImplementedError
+
+    def translate_protocol(self, exc: BaseException) -> ProbeStop | None:
+        """The protocol's own reading of ``exc``; None leaves it to :meth:`translate`."""
+        return None
+
+    # --- results -------------------------------------------------------------------
+
+    def stop(
+        self, code: Code, message: str, hint: str | None = None, reply: str | None = None
+    ) -> ProbeStop:
+        hint = hint or hint_for(code, self.protocol, self.host, self.port, spoke=self.spoke)
+        return ProbeStop(self.state.fail(code, message, hint, reply))
+
+    def timed_out(self) -> CheckResult:
+        step = self.state.step
+        if step == "connect":
+            code = Code.CONNECT_TIMEOUT
+        elif step in ("tls", "greeting"):
+            code = Code.GREETING_TIMEOUT
+        else:
+            code = Code.TIMEOUT
+        return self.state.fail(
+            code,
+            f"no answer within the deadline (during {step})",
+            hint_for(code, self.protocol, self.host, self.port, spoke=self.spoke),
+        )
+
+    def translate(self, exc: BaseException) -> ProbeStop:
+        """The one place where library exceptions become report codes: a TLS failure
+        the same for both protocols, then the protocol's own, then what is left."""
+        step = self.state.step
+        tls_error = find_tls_error(exc)
+        if tls_error is not None:
+            code, message = classify_tls_error(tls_error)
+            return self.stop(code, message)
+        specific = self.translate_protocol(exc)
+        if specific is not None:
+            return specific
+        if isinstance(exc, TimeoutError):
+            return self.stop(Code.TIMEOUT, f"the server did not answer in time ({step})")
+        if isinstance(exc, OSError):
+            return self.stop(Code.PROTOCOL_ERROR, f"connection lost during {step}: {exc}")
+        return self.stop(Code.PROTOCOL_ERROR, f"{step} failed: {exc}")
+
+    def over(self) -> str:
+        """'over ssl, TLSv1.3' for the passing message."""
+        details = self.state.details
+        tls = f", {details['tls_version']}" if details.get("tls_version") else ""
+        return f"over {details['security']}{tls}"
+
+    # --- the life cycle --------------------------------------------------------------
+
+    async def check(self, host: asyncio.Future[HostLookup], deadline: float) -> CheckResult:
+        """The whole check before the loop time ``deadline``; closed afterwards."""
+        return await bounded(self, self.run(host), deadline)
+
+    async def open_within(
+        self, host: asyncio.Future[HostLookup], deadline: float
+    ) -> CheckResult | None:
+        """Log in before ``deadline`` and keep the session open; or the failing result."""
+        failed = await bounded(self, self.open(host), deadline, keep_open=True)
+        return failed if isinstance(failed, CheckResult) else None
+
+    async def run(self, host: asyncio.Future[HostLookup]) -> CheckResult:
+        await self.open(host)
+        await self.guarded(self.after_login())
+        await self.goodbye()
+        return self.state.passed(self.summary())
+
+    async def open(self, host: asyncio.Future[HostLookup]) -> None:
+        """Resolve, then the protocol's session up to a passed login."""
+        lookup = await host
+        if lookup.code is not None:
+            raise self.stop(lookup.code, lookup.message)
+        self.state.details.update(host=self.host, port=self.port, address=None)
+        self.state.details.update(dict.fromkeys(self.preset))
+        await self.guarded(self.session(lookup.addresses))
+
+    async def guarded(self, work: Awaitable[T]) -> T:
+        """``work``, with what the protocol's client raises translated into a stop."""
+        try:
+            return await work
+        except ProbeStop:
+            raise
+        except self.errors as exc:
+            raise self.translate(exc) from None
+
+    async def connect_socket(self, addresses: tuple[str, ...]) -> tuple[socket.socket, str]:
+        """A TCP connection to the first address that answers, and that address."""
+        self.state.step = "connect"
+        try:
+            sock = await open_socket(addresses, self.port, self.options.timeouts.connect)
+        except ConnectFailure as failure:
+            raise self.stop(failure.code, failure.message) from None
+        try:
+            address: str = sock.getpeername()[0]
+        except BaseException:
+            sock.close()
+            raise
+        self.state.details["address"] = address
+        self.state.step = "tls" if self.mode == "ssl" else "greeting"
+        return sock, address
+
+    async def plain_greeting(self, greeting: asyncio.Future[T], address: str) -> T | None:
+        """The clear-text ``greeting``; if it is late, see whether the port speaks TLS.
+
+        A port that completes a TLS handshake while the greeting is late is an
+        implicit-TLS port spoken to in clear text: a mode mismatch, or (mode "detect")
+        None, and the caller reconnects with TLS after :meth:`switch_to_tls`.
+        """
+        timeouts = self.options.timeouts
+        try:
+            done, _ = await asyncio.wait({greeting}, timeout=timeouts.sniff_after)
+            if not done:
+                sniff = asyncio.ensure_future(tls_answers(address, self.port, timeouts.greeting))
+                try:
+                    either: set[asyncio.Future[Any]] = {greeting, sniff}
+                    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                    if not greeting.done() and await sniff:
+                        if self.mode == "detect":
+                            return None
+                        raise self.stop(
+                            Code.TLS_MODE_MISMATCH,
+                            f"port {self.port} speaks implicit TLS, but the account uses "
+                            f"{'STARTTLS' if self.mode != 'plain' else 'plain text'}",
+                        )
+                finally:
+                    await _cancel(sniff)  # its socket is closed before we go on
+            return await greeting
+        finally:
+            await _cancel(greeting)
+
+    def switch_to_tls(self) -> None:
+        """A port of no fixed convention turned out to speak implicit TLS."""
+        self.close()
+        self.mode = "ssl"
+        self.spoke = "ssl"
+        self.state.details["security_detected"] = True
+
+    def record_tls(self, security: str, transport: asyncio.BaseTransport) -> None:
+        """Note the TLS session (version, cipher, certificate) and its warnings."""
+        self.state.details["security"] = security
+        info = describe_session(transport.get_extra_info("ssl_object"))
+        # The certificate's names are the server's words too.
+        self.state.details.update(reportable_details(info, ()))
+        if self.options.insecure:
+            self.state.details["verified"] = False
+            self.state.warnings.append("the certificate was not verified (--insecure)")
+        else:
+            self.state.details["verified"] = True
+        warning = expiry_warning(info)
+        if warning:
+            self.state.warnings.append(warning)
+
+    @property
+    def encrypted(self) -> bool:
+        return self.state.details.get("security") in ("ssl", "starttls")
+
+    def refuse_plaintext(self) -> None:
+        """Stop before credentials would cross an unencrypted connection, unless allowed."""
+        if not self.encrypted and not self.options.allow_plaintext_auth:
+            raise self.stop(
+                Code.AUTH_PLAINTEXT_REFUSED,
+                "the connection is not encrypted; the credentials were not sent",
+            )
+
+    def begin_login(self, step: str, mechanism: str) -> None:
+        """The one login attempt starts: several with a wrong password lock accounts."""
+        self.state.step = step
+        self.state.details["auth_mechanism"] = mechanism
+        if not self.encrypted:
+            self.state.warnings.append("the credentials were sent in clear text")
+
+    def refused(self, reply: str, status: int | None = None) -> ProbeStop:
+        """A refused login, classified on the reply's meaning (app password, ...)."""
+        verdict = classify_login_refusal(
+            reply, self.host, status=status, secrets=self.state.secrets
+        )
+        return self.stop(verdict.code, verdict.message, verdict.hint, reply=reply)
+
+    def note_oauth_error(self, challenge: str) -> None:
+        """Keep the error a server's XOAUTH2 challenge carries (base64 JSON)."""
+        decoded = decode_xoauth2_challenge(challenge)
+        if decoded:
+            self.state.details["oauth_error"] = decoded
+
+    def oauth_refused(self, reply: str) -> ProbeStop:
+        return self.stop(
+            Code.AUTH_FAILED,
+            f"the server refused the OAuth token: {reply}",
+            XOAUTH2_HINT,
+            reply=reply,
+        )
+
+    async def farewell(self, step: str, goodbye: Awaitable[Any]) -> None:
+        """Say goodbye politely; a server that will not is not a failure of the account."""
+        self.state.step = step
+        quiet: tuple[type[BaseException], ...] = (*self.errors, TimeoutError)
+        try:
+            async with asyncio.timeout(_GOODBYE_TIMEOUT):
+                await goodbye
+        except quiet:
+            pass
+
+
+class Session:
+    """An authenticated session a probe hands to a caller (who closes it).
+
+    ``details`` is what the check reports about the connection (address, security,
+    tls_version, auth_mechanism, ...). After an exception or a timeout, :meth:`close`;
+    never reuse.
+    """
+
+    def __init__(self, probe: Probe) -> None:
+        self._probe = probe
+        self.details: Mapping[str, Any] = MappingProxyType(probe.state.details)
+
+    def failure(self, exc: BaseException, step: str) -> CheckResult:
+        """The check's failing result for ``exc``, raised during ``step``."""
+        self._probe.state.step = step
+        return self._probe.translate(exc).result
+
+    def close(self) -> None:
+        """Close hard (after the goodbye too: then it only releases the connection)."""
+        self._probe.close()
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    """Cancel a task whose outcome no longer matters, swallow that outcome, and wait
+    for it to end (a socket it holds is closed when this returns)."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    await asyncio.wait({task})
