@@ -1,0 +1,149 @@
+"""The SMTP and IMAP probes fail alike where their road is the same (preflight/probe.py).
+
+Each case gives both probes the same bad certificate, on implicit TLS and after
+STARTTLS, from small stub servers on loopback; the two reports must carry the same
+code, message and hint (the hint's protocol words aside). A copy of the TLS
+translation drifting in one probe fails here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.certs import CertFiles, CertSet, make_certs
+from preflight.imap_probe import probe_imap
+from preflight.options import CheckOptions
+from preflight.payload import Account, parse_account
+from preflight.report import CheckResult, Code
+from preflight.resolver import HostLookup
+from preflight.smtp_probe import probe_smtp
+from preflight.tls import make_context
+
+pytestmark = pytest.mark.asyncio
+
+HOST = "mail.preflight.test"  # a name every test certificate but wrong_host carries
+CASES = [
+    ("expired", Code.TLS_EXPIRED),
+    ("not_yet_valid", Code.TLS_EXPIRED),
+    ("wrong_host", Code.TLS_HOSTNAME_MISMATCH),
+    ("untrusted", Code.TLS_UNTRUSTED),
+]
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertSet:
+    return make_certs(Path(tmp_path_factory.mktemp("parity-certs")))
+
+
+def server_context(files: CertFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    return context
+
+
+async def smtp_starttls(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, context: ssl.SSLContext
+) -> None:
+    writer.write(b"220 stub ESMTP\r\n")
+    await reader.readline()  # EHLO
+    writer.write(b"250-stub\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n")
+    await reader.readline()  # STARTTLS
+    writer.write(b"220 go ahead\r\n")
+    await writer.drain()
+    await writer.start_tls(context)
+
+
+async def imap_starttls(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, context: ssl.SSLContext
+) -> None:
+    writer.write(b"* OK [CAPABILITY IMAP4rev1 STARTTLS AUTH=PLAIN] stub\r\n")
+    tag = (await reader.readline()).split(b" ")[0]  # STARTTLS
+    writer.write(tag + b" OK begin TLS\r\n")
+    await writer.drain()
+    await writer.start_tls(context)
+
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ssl.SSLContext], Any]
+
+
+@contextlib.asynccontextmanager
+async def stub(context: ssl.SSLContext, script: Script | None) -> AsyncIterator[int]:
+    """A loopback server: implicit TLS (``script`` None) or the STARTTLS ``script``."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            if script is not None:
+                await script(reader, writer, context)
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(
+        handle, "127.0.0.1", 0, ssl=context if script is None else None
+    )
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+def account(smtp_port: int, imap_port: int) -> Account:
+    parsed = parse_account(
+        {
+            "from_name": "Test",
+            "from_email": "alice@preflight.test",
+            "user_name": "alice@preflight.test",
+            "password": "CANARY-parity-4f7",
+            "smtp_host": HOST,
+            "smtp_port": smtp_port,
+            "imap_host": HOST,
+            "imap_port": imap_port,
+            "warmup_enabled": False,
+        }
+    )
+    assert parsed.account is not None, parsed.errors
+    return parsed.account
+
+
+async def both(account: Account, options: CheckOptions) -> tuple[CheckResult, CheckResult]:
+    loop = asyncio.get_running_loop()
+    lookup: asyncio.Future[HostLookup] = loop.create_future()
+    lookup.set_result(HostLookup(HOST, ("127.0.0.1",)))
+    context = make_context(options.ca_file, options.insecure)
+    deadline = loop.time() + 10
+    smtp = await probe_smtp(account, lookup, options, context, deadline)
+    imap = await probe_imap(account, lookup, options, context, deadline)
+    return smtp, imap
+
+
+def same_words(hint: str | None, protocol: str) -> str:
+    """The hint with its protocol's words made neutral."""
+    return (hint or "").replace(protocol.upper(), "PROTO").replace(protocol, "proto")
+
+
+@pytest.mark.parametrize(("starttls"), [False, True], ids=["implicit", "starttls"])
+@pytest.mark.parametrize(("key", "code"), CASES)
+async def test_tls_failure_is_reported_alike(
+    certs: CertSet, key: str, code: Code, starttls: bool
+) -> None:
+    """One bad certificate gives SMTP and IMAP the same code, message and hint."""
+    context = server_context(getattr(certs, key))
+    smtp_script = smtp_starttls if starttls else None
+    imap_script = imap_starttls if starttls else None
+    security = "starttls" if starttls else "ssl"
+    options = CheckOptions(
+        ca_file=str(certs.ca_file), smtp_security=security, imap_security=security
+    )
+    async with stub(context, smtp_script) as smtp_port, stub(context, imap_script) as imap_port:
+        smtp, imap = await both(account(smtp_port, imap_port), options)
+    assert smtp.code is code, smtp
+    assert imap.code is code, imap
+    assert smtp.message == imap.message
+    assert same_words(smtp.hint, "smtp") == same_words(imap.hint, "imap")
+    assert smtp.details["step"] == imap.details["step"] == ("starttls" if starttls else "tls")
