@@ -67,6 +67,7 @@ __all__ = [
     "ProtocolViolation",
     "Reply",
     "capabilities_in",
+    "capabilities_of",
     "quote",
 ]
 
@@ -190,6 +191,15 @@ def capabilities_in(text: str) -> list[str] | None:
     if words and words[0].upper() == "CAPABILITY":
         return words[1:]
     return None
+
+
+def capabilities_of(reply: Reply) -> list[str]:
+    """The capabilities a reply lists, in its untagged lines or its tagged text's
+    ``[CAPABILITY ...]`` code; in order, once each."""
+    found: dict[str, None] = {}
+    for line in (*reply.untagged, reply.text):
+        found.update(dict.fromkeys(capabilities_in(line) or ()))
+    return list(found)
 
 
 def _decode(line: bytes | bytearray) -> str:
@@ -427,10 +437,7 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
     async def capability(self) -> tuple[Reply, list[str]]:
         """``CAPABILITY``: the reply, and the capabilities it listed."""
         reply = await self.command("CAPABILITY")
-        found: dict[str, None] = {}  # in order, once each
-        for line in (*reply.untagged, reply.text):
-            found.update(dict.fromkeys(capabilities_in(line) or ()))
-        return reply, list(found)
+        return reply, capabilities_of(reply)
 
     async def starttls(
         self, context: ssl.SSLContext, server_hostname: str, timeout: float

@@ -55,7 +55,7 @@ from typing import Any, Final
 import aiosmtplib
 
 from preflight.imap_probe import ImapSession, open_imap_session
-from preflight.imap_starttls import ImapError, Reply, capabilities_in, quote
+from preflight.imap_starttls import ImapError, Reply, capabilities_of, quote
 from preflight.net import SHORT_LIMIT, ProbeState, ProbeStop, reportable
 from preflight.options import CheckOptions
 from preflight.payload import Account
@@ -330,11 +330,7 @@ class _Roundtrip:
         """The folder marked ``\\Junk``, else one with a usual spam folder name."""
         # Asked again: servers add some (UIDPLUS, SPECIAL-USE) only after the login.
         reply = await self.imap_command("capability", "CAPABILITY")
-        capabilities = {
-            word.upper()
-            for line in (*reply.untagged, reply.text)
-            for word in capabilities_in(line) or ()
-        }
+        capabilities = {word.upper() for word in capabilities_of(reply)}
         self.uidplus = "UIDPLUS" in capabilities
         listed: list[tuple[str, set[str]]] = []
         if "SPECIAL-USE" in capabilities:
