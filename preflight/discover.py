@@ -461,8 +461,10 @@ async def _converse_smtp(wire: _Wire, tls: bool, local_hostname: str) -> tuple[S
     if not tls:
         await wire.send(f"EHLO {local_hostname}\r\n".encode("ascii"))
         code, lines = await _smtp_reply(wire)
-        keywords = {line[4:].strip().split(" ")[0].upper() for line in lines if code == 250}
-        security = "starttls" if "STARTTLS" in keywords else "plain"
+        from aiosmtplib.esmtp import parse_esmtp_extensions  # the probe's reading of EHLO
+
+        extensions, _ = parse_esmtp_extensions("\n".join(line[4:] for line in lines))
+        security = "starttls" if code == 250 and "starttls" in extensions else "plain"
     await wire.send(b"QUIT\r\n")
     with contextlib.suppress(TimeoutError, OSError, _NotMail):  # the goodbye is a courtesy
         await asyncio.wait_for(_smtp_reply(wire), 1.0)
