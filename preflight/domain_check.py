@@ -42,7 +42,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 
-from preflight.replies import provider_of
+from preflight import providers
+from preflight.providers import Provider
 from preflight.report import CheckResult, Code, Status
 
 __all__ = [
@@ -472,80 +473,9 @@ def dkim_key_state(text: str) -> str | None:
 
 
 # --- Providers ---------------------------------------------------------------------
+# What a provider asks of a sending domain (SPF include, DKIM selectors) is in the one
+# table, preflight.providers.
 
-
-@dataclass(frozen=True)
-class Provider:
-    """What a big mail provider asks of a sending domain's DNS."""
-
-    name: str  # as replies.provider_of names it
-    label: str
-    spf_include: str  # the include its setup page gives
-    spf_domains: tuple[str, ...]  # an include/redirect at or below one of these covers it
-    dkim_selectors: tuple[str, ...]
-    dkim_hint: str
-
-    def covered_by(self, targets: Sequence[str]) -> bool:
-        return any(t == d or t.endswith("." + d) for t in targets for d in self.spf_domains)
-
-
-_PROVIDERS: Final[Mapping[str, Provider]] = MappingProxyType(
-    {
-        p.name: p
-        for p in (
-            Provider(
-                "google",
-                "Google Workspace",
-                "_spf.google.com",
-                ("google.com", "googlemail.com"),
-                ("google",),
-                "Turn DKIM on in the Google Admin console (Apps > Google Workspace > Gmail > "
-                "Authenticate email), publish the TXT record it gives at "
-                "google._domainkey.{domain}, then press Start authentication.",
-            ),
-            Provider(
-                "microsoft",
-                "Microsoft 365",
-                "spf.protection.outlook.com",
-                ("protection.outlook.com", "protection.office365.us"),
-                ("selector1", "selector2"),
-                "Turn DKIM on for the domain in Microsoft Defender (Email & collaboration > "
-                "Policies > Email authentication settings > DKIM) and publish the two CNAME "
-                "records it gives, selector1._domainkey and selector2._domainkey.",
-            ),
-            Provider(
-                "yahoo",
-                "Yahoo",
-                "_spf.mail.yahoo.com",
-                ("yahoo.com", "yahoodns.net", "aol.com"),
-                ("s1024", "s2048"),
-                "Turn DKIM on in the Yahoo business mail settings and publish the record "
-                "it gives at SELECTOR._domainkey.{domain}.",
-            ),
-            Provider(
-                "zoho",
-                "Zoho Mail",
-                "zohomail.com",
-                (
-                    "zoho.com",
-                    "zoho.eu",
-                    "zoho.in",
-                    "zoho.com.au",
-                    "zoho.jp",
-                    "zohocloud.ca",
-                    "zohomail.com",
-                    "zohomail.eu",
-                    "zohomail.in",
-                    "zohomail.com.au",
-                ),
-                ("zmail", "zoho"),
-                "Add a DKIM selector in the Zoho Mail admin console (Domains > Email "
-                "configuration > DKIM), publish its TXT record at SELECTOR._domainkey.{domain} "
-                "and verify it there.",
-            ),
-        )
-    }
-)
 
 #: Selectors tried for every domain, after the provider's own.
 COMMON_DKIM_SELECTORS: Final = (
@@ -563,7 +493,7 @@ COMMON_DKIM_SELECTORS: Final = (
     "email",
 )
 
-_TYPE_PROVIDER: Final = {"GMAIL": "google", "OUTLOOK": "microsoft"}
+_TYPE_PROVIDER: Final = {"GMAIL": "google-workspace", "OUTLOOK": "microsoft-365"}
 
 
 def implied_provider(
@@ -572,55 +502,23 @@ def implied_provider(
     """The provider the domain's SPF must cover, and what says so: the payload's
     ``type`` (GMAIL, OUTLOOK), else the SMTP host, else the first MX of a known provider."""
     if account_type is not None and str(account_type) in _TYPE_PROVIDER:
-        return _PROVIDERS[_TYPE_PROVIDER[str(account_type)]], "type"
+        return providers.get(_TYPE_PROVIDER[str(account_type)]), "type"
     if smtp_host:
-        provider = _PROVIDERS.get(provider_of(smtp_host) or "")
-        if provider is not None:
-            return provider, "smtp_host"
+        row = providers.by_host_name(smtp_host)
+        sending = providers.for_sending(row) if row is not None else None
+        if sending is not None:
+            return sending, "smtp_host"
     for host in mx_hosts:
-        provider = _PROVIDERS.get(provider_of(host) or "")
-        if provider is not None:
-            return provider, "mx"
+        row = providers.by_host_name(host)
+        sending = providers.for_sending(row) if row is not None else None
+        if sending is not None:
+            return sending, "mx"
     return None, None
-
-
-#: Mailbox providers' own address domains (and their country variants): their DNS is
-#: the provider's, not the account's to change (gmail.com itself has DMARC p=none and
-#: signs with dated selectors), so the check does not judge it.
-_PROVIDER_DOMAINS: Final = frozenset(
-    {
-        "gmail.com",
-        "googlemail.com",
-        "outlook.com",
-        "hotmail.com",
-        "live.com",
-        "msn.com",
-        "yahoo.com",
-        "ymail.com",
-        "rocketmail.com",
-        "aol.com",
-        "icloud.com",
-        "me.com",
-        "mac.com",
-        "zoho.com",
-        "zohomail.com",
-        "proton.me",
-        "protonmail.com",
-        "gmx.com",
-        "gmx.net",
-        "web.de",
-        "mail.ru",
-        "yandex.ru",
-        "yandex.com",
-    }
-)
-_PROVIDER_DOMAIN_VARIANTS = re.compile(r"(?:outlook|hotmail|live|yahoo|gmx)\.(?:com?\.)?[a-z]{2}")
 
 
 def is_provider_domain(domain: str) -> bool:
     """Whether ``domain`` is a mailbox provider's own (gmail.com, hotmail.co.uk, ...)."""
-    domain = domain.lower().rstrip(".")
-    return domain in _PROVIDER_DOMAINS or bool(_PROVIDER_DOMAIN_VARIANTS.fullmatch(domain))
+    return providers.is_mailbox_domain(domain)
 
 
 def dkim_selectors(provider: Provider | None) -> tuple[str, ...]:
@@ -725,7 +623,7 @@ class _Found:
 def _spf_hint(found: _Found, fix: str) -> str:
     provider = found.provider
     example = (
-        f"v=spf1 include:{provider.spf_include} ~all"
+        f"v=spf1 include:{provider.sending_include} ~all"
         if provider is not None
         else "v=spf1 include:<your provider's SPF domain> ~all"
     )
@@ -812,9 +710,9 @@ async def _check_spf(found: _Found, dns_: _Dns) -> None:
     if provider is not None and evaluation.complete and not provider.covered_by(evaluation.reached):
         found.problem(
             Code.SPF_NOT_COVERING,
-            f"the SPF record of {domain} does not include {provider.label}'s servers "
-            f"(include:{provider.spf_include}); mail sent through {provider.label} fails SPF",
-            f"Add include:{provider.spf_include} to the SPF record, before its all term.",
+            f"the SPF record of {domain} does not include {provider.name}'s servers "
+            f"(include:{provider.sending_include}); mail sent through {provider.name} fails SPF",
+            f"Add include:{provider.sending_include} to the SPF record, before its all term.",
         )
 
 
@@ -904,7 +802,7 @@ async def _check_dkim(found: _Found, dns_: _Dns) -> None:
     provider = found.provider
     hint = (
         provider.dkim_hint.format(domain=domain)
-        if provider is not None
+        if provider is not None and provider.dkim_hint
         else "Turn DKIM signing on at the mail provider and publish the key it gives as a "
         f"TXT record at SELECTOR._domainkey.{domain}. If mail is already signed with a "
         "selector not listed in details.dkim_selectors_checked, ignore this warning."
@@ -949,7 +847,7 @@ async def probe_domain(
     # looked up; details.problems says which), so scripts can rely on the shape.
     details: dict[str, Any] = {
         "domain": domain,
-        "provider": provider.name if provider is not None else None,
+        "provider": provider.family if provider is not None else None,
         "provider_source": source,
         "spf": None,
         "spf_lookups": None,
