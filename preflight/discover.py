@@ -611,22 +611,13 @@ class _Run:
     _hosts: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     async def query(self, name: str, rdtype: str) -> tuple[list[Any], str]:
-        import dns.exception
-        import dns.resolver
+        from preflight.resolver import DNS_ERRORS, dns_failure
 
         try:
             async with asyncio.timeout(self.options.timeouts.dns + 0.5):
                 answer = await self.resolver.resolve(name, rdtype, search=False)
-        except dns.resolver.NXDOMAIN:
-            return [], "nxdomain"
-        except dns.resolver.NoAnswer:
-            return [], "none"
-        except dns.resolver.NoNameservers:
-            return [], "servfail"
-        except (dns.exception.Timeout, TimeoutError):
-            return [], "timeout"
-        except dns.exception.DNSException:
-            return [], "error"
+        except DNS_ERRORS as exc:
+            return [], dns_failure(exc).value
         return list(answer), "found"
 
     async def lookup_mx(self) -> None:

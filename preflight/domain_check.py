@@ -23,8 +23,9 @@ the provider's, not the account's (gmail.com itself publishes DMARC ``p=none``).
 SPF is read by a pure parser (:func:`parse_spf`); its look-ups are counted by an
 async evaluator (:func:`evaluate_spf`) that fetches included records through a
 function it is given, so both are tested without DNS. All look-ups run side by side
-under one deadline; dnspython exceptions become codes in :func:`_lookup_txt` and
-nowhere else. A DNS failure is a warning too: it says what could not be checked.
+under one deadline; dnspython exceptions become codes in :func:`_lookup_txt`, by the
+one table in :mod:`preflight.resolver`. A DNS failure is a warning too: it says what
+could not be checked.
 """
 
 from __future__ import annotations
@@ -39,12 +40,11 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import dns.asyncresolver
-import dns.exception
-import dns.resolver
 
 from preflight import providers
 from preflight.providers import Provider
 from preflight.report import CheckResult, Code, Status
+from preflight.resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
 
 __all__ = [
     "MAX_SPF_LOOKUPS",
@@ -559,18 +559,17 @@ _DNS_HINT: Final = {
 async def _lookup_txt(
     resolver: dns.asyncresolver.Resolver, name: str, deadline_at: float
 ) -> TxtLookup:
-    """The TXT records of ``name``; DNS exceptions become codes here, nowhere else."""
+    """The TXT records of ``name``; DNS exceptions become codes here (by the one table)."""
     try:
         async with asyncio.timeout_at(deadline_at):
             answer = await resolver.resolve(name, "TXT")
-    except dns.resolver.NXDOMAIN:
-        return TxtLookup(name, nxdomain=True)
-    except dns.resolver.NoAnswer:
-        return TxtLookup(name)
-    except (TimeoutError, dns.exception.Timeout):
-        return TxtLookup(name, error=Code.DNS_TIMEOUT)
-    except dns.exception.DNSException:  # NoNameservers (SERVFAIL, REFUSED) and the rest
-        return TxtLookup(name, error=Code.DNS_SERVFAIL)
+    except DNS_ERRORS as exc:
+        kind = dns_failure(exc)
+        if kind is DnsFailure.NXDOMAIN:
+            return TxtLookup(name, nxdomain=True)
+        if kind is DnsFailure.NO_ANSWER:
+            return TxtLookup(name)
+        return TxtLookup(name, error=SENDER_DOMAIN_CODES[kind])
     # A TXT record may be split in strings of 255 bytes: they join with nothing between.
     texts = tuple(b"".join(rdata.strings).decode("utf-8", errors="replace") for rdata in answer)
     return TxtLookup(name, texts)
