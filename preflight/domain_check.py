@@ -557,11 +557,11 @@ _DNS_HINT: Final = {
 
 
 async def _lookup_txt(
-    resolver: dns.asyncresolver.Resolver, name: str, deadline_at: float
+    resolver: dns.asyncresolver.Resolver, name: str, deadline: float
 ) -> TxtLookup:
     """The TXT records of ``name``; DNS exceptions become codes here (by the one table)."""
     try:
-        async with asyncio.timeout_at(deadline_at):
+        async with asyncio.timeout_at(deadline):
             answer = await resolver.resolve(name, "TXT")
     except DNS_ERRORS as exc:
         kind = dns_failure(exc)
@@ -581,11 +581,11 @@ class _Dns:
     def __init__(
         self,
         resolver: dns.asyncresolver.Resolver,
-        deadline_at: float,
+        deadline: float,
         group: asyncio.TaskGroup,
     ) -> None:
         self._resolver = resolver
-        self._deadline_at = deadline_at
+        self._deadline = deadline
         self._group = group
         self._tasks: dict[str, asyncio.Task[TxtLookup]] = {}
 
@@ -593,7 +593,7 @@ class _Dns:
         key = name.lower().rstrip(".")
         task = self._tasks.get(key)
         if task is None:
-            task = self._group.create_task(_lookup_txt(self._resolver, key, self._deadline_at))
+            task = self._group.create_task(_lookup_txt(self._resolver, key, self._deadline))
             self._tasks[key] = task
         return task
 
@@ -825,14 +825,14 @@ def _and(parts: list[str]) -> str:
 async def probe_domain(
     domain: str,
     resolver: dns.asyncresolver.Resolver,
-    deadline: float,
+    timeout: float,
     *,
     account_type: str | None = None,
     smtp_host: str | None = None,
     mx_hosts: Sequence[str] = (),
     strict: bool = False,
 ) -> CheckResult:
-    """Check SPF, DMARC and DKIM of ``domain`` (its ASCII form) within ``deadline`` seconds.
+    """Check SPF, DMARC and DKIM of ``domain`` (its ASCII form) within ``timeout`` seconds.
 
     ``account_type`` (the payload's ``type``), ``smtp_host`` and ``mx_hosts`` say which
     provider the SPF record must cover. Problems are ``warn`` (``fail`` when
@@ -867,9 +867,9 @@ async def probe_domain(
         elapsed = (time.perf_counter() - started) * 1000
         return CheckResult("domain", Status.SKIP, Code.SKIPPED, message, None, elapsed, details)
     found = _Found(domain, provider, details)
-    deadline_at = asyncio.get_running_loop().time() + deadline
+    deadline = asyncio.get_running_loop().time() + timeout
     async with asyncio.TaskGroup() as group:
-        dns_ = _Dns(resolver, deadline_at, group)
+        dns_ = _Dns(resolver, deadline, group)
         # Every first-level question goes out at once; includes follow as they arrive.
         dns_.txt(domain)
         group.create_task(_check_spf(found, dns_))

@@ -57,13 +57,13 @@ def _result(
 
 
 async def probe_mx(
-    domain: str, resolver: dns.asyncresolver.Resolver, deadline: float
+    domain: str, resolver: dns.asyncresolver.Resolver, timeout: float
 ) -> CheckResult:
-    """Check the MX records of ``domain`` (its ASCII form) within ``deadline`` seconds."""
+    """Check the MX records of ``domain`` (its ASCII form) within ``timeout`` seconds."""
     started = time.perf_counter()
     details: dict[str, Any] = {"domain": domain}
     try:
-        async with asyncio.timeout(deadline):
+        async with asyncio.timeout(timeout):
             try:
                 answer = await resolver.resolve(domain, "MX")
             except dns.resolver.NoAnswer:

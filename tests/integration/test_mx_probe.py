@@ -24,9 +24,9 @@ def options(stack: Stack, dns_timeout: float = 2.0) -> CheckOptions:
     )
 
 
-async def mx(stack: Stack, role: str, deadline: float = 5.0) -> tuple[Status, Code, dict]:
+async def mx(stack: Stack, role: str, timeout: float = 5.0) -> tuple[Status, Code, dict]:
     resolver = make_resolver(options(stack))
-    result = await probe_mx(stack.domains[role], resolver, deadline)
+    result = await probe_mx(stack.domains[role], resolver, timeout)
     return result.status, result.code, dict(result.details)
 
 
