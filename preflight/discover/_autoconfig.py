@@ -1,12 +1,23 @@
-"""Autoconfig documents (Thunderbird's config-v1.1.xml): a DTD-refusing parse into
-candidates."""
+"""Autoconfig documents (Thunderbird's config-v1.1.xml): the fetch, over verified TLS
+only and size-capped, and a DTD-refusing parse into candidates."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import Mapping
 from typing import Any, Final
 
-from preflight.discover._model import HOST_RE, AutoconfigError, Candidate, Protocol
+from preflight.discover._model import (
+    AUTOCONFIG_PATH,
+    HOST_RE,
+    WELL_KNOWN_PATH,
+    AutoconfigError,
+    Candidate,
+    Lookup,
+    Protocol,
+)
+from preflight.discover._run import Run
 from preflight.options import Security
 
 _SOCKET_TYPES: Final[Mapping[str, Security]] = {
@@ -112,3 +123,130 @@ def parse_autoconfig(data: bytes, email: str, domain: str | None = None) -> list
         raise AutoconfigError("invalid", "the document names no IMAP or SMTP server")
     # The document's order, clear text last.
     return sorted(found, key=lambda c: c.security == "plain")
+
+
+async def fetch_autoconfig(run: Run, port: int, timeout: float, cap: int) -> None:
+    """Fetch the autoconfig document from both places at once (autoconfig.DOMAIN first,
+    the well-known path filling gaps) over verified TLS, at most ``cap`` bytes."""
+    import httpx
+
+    targets: tuple[tuple[str, str, dict[str, str]], ...] = (
+        (f"autoconfig.{run.domain}", AUTOCONFIG_PATH, {"emailaddress": run.email}),
+        (run.domain, WELL_KNOWN_PATH, {}),
+    )
+    results: list[list[Candidate]] = [[], []]
+
+    async def one(index: int, host: str, path: str, params: dict[str, str]) -> None:
+        url = f"https://{host}{'' if port == 443 else f':{port}'}{path}"
+        try:
+            async with asyncio.timeout(timeout):
+                # A client (so a connection pool) per host name: both names may have
+                # one address, and a pooled connection must not carry a TLS session
+                # verified for the other name.
+                async with httpx.AsyncClient(
+                    verify=run.context,
+                    trust_env=False,  # never a proxy from the environment
+                    follow_redirects=False,
+                    timeout=httpx.Timeout(timeout),
+                ) as client:
+                    data = await download(run, client, host, port, path, params, cap)
+            results[index] = parse_autoconfig(data, run.email, run.domain)
+        except AutoconfigError as exc:
+            run.lookups.append(Lookup("autoconfig", url, exc.reason, str(exc)))
+        except TimeoutError:
+            run.lookups.append(
+                Lookup("autoconfig", url, "timeout", f"no complete answer in {timeout:g} s")
+            )
+        else:
+            run.lookups.append(
+                Lookup(
+                    "autoconfig",
+                    url,
+                    "found",
+                    ", ".join(f"{c.protocol} {c.host}:{c.port}" for c in results[index]),
+                )
+            )
+
+    async with asyncio.TaskGroup() as group:
+        for index, (host, path, params) in enumerate(targets):
+            group.create_task(one(index, host, path, params))
+    # autoconfig.DOMAIN first (Thunderbird's order); the other fills gaps.
+    run.autoconfig = results[0] + results[1]
+
+
+async def download(
+    run: Run,
+    client: Any,
+    host: str,
+    port: int,
+    path: str,
+    params: dict[str, str],
+    cap: int,
+) -> bytes:
+    import httpx
+
+    lookup = await run.resolve(host)
+    if lookup.code is not None:
+        reason = "timeout" if lookup.code.value == "timeout" else "does_not_resolve"
+        raise AutoconfigError(reason, lookup.message)
+    address = lookup.addresses[0]
+    url = httpx.URL(
+        scheme="https",
+        host=address,
+        port=None if port == 443 else port,
+        path=path,
+        params=params or None,
+    )
+    headers = {
+        "Host": host if port == 443 else f"{host}:{port}",
+        "Accept": "application/xml, text/xml",
+        "Accept-Encoding": "identity",
+    }
+    try:
+        async with client.stream(
+            "GET", url, headers=headers, extensions={"sni_hostname": host}
+        ) as response:
+            if response.status_code != 200:
+                raise AutoconfigError(
+                    "none" if response.status_code == 404 else "http_status",
+                    f"HTTP {response.status_code}",
+                )
+            encoding = response.headers.get("content-encoding", "identity").lower()
+            if encoding not in ("", "identity"):
+                raise AutoconfigError("invalid", f"a {encoding}-compressed answer is refused")
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > cap:
+                raise AutoconfigError(
+                    "too_large", f"the document is {int(length)} bytes; the cap is {cap}"
+                )
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > cap:
+                    raise AutoconfigError(
+                        "too_large", f"the document is larger than the cap of {cap} bytes"
+                    )
+            return bytes(body)
+    except httpx.TimeoutException as exc:
+        raise AutoconfigError("timeout", f"timed out ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        cause = _find(exc, ssl.SSLCertVerificationError)
+        if cause is not None:
+            message = getattr(cause, "verify_message", "") or str(cause)
+            raise AutoconfigError("tls_error", f"certificate not trusted: {message}") from None
+        if _find(exc, ssl.SSLError) is not None:
+            raise AutoconfigError("tls_error", f"TLS failed: {exc}") from None
+        if _find(exc, ConnectionRefusedError) is not None:
+            raise AutoconfigError("refused", "connection refused") from None
+        raise AutoconfigError("error", f"{type(exc).__name__}: {exc}") from None
+
+
+def _find(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` or the first of its causes that is a ``kind``."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
