@@ -18,6 +18,17 @@ def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = ""
             f"Check the spelling of {field} ({host}); the provider's help pages give its "
             f"{protocol.upper()} server name."
         )
+    if code is Code.DNS_SERVFAIL:
+        return (
+            f"The DNS server could not answer for {host} (SERVFAIL/REFUSED): the name's DNS "
+            "may be broken, or the resolver refuses it. Retry, or try another resolver "
+            "(--dns-server with --dns-for-hosts)."
+        )
+    if code is Code.DNS_TIMEOUT:
+        return (
+            f"The DNS server did not answer for {host} in time: retry, or try another "
+            "resolver (--dns-server with --dns-for-hosts)."
+        )
     if code is Code.CONNECT_REFUSED:
         return (
             f"Nothing accepts connections on {host}:{port}: check {protocol}_port (usually "

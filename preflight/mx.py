@@ -3,7 +3,8 @@
 Looks up the MX records of ``from_email``'s domain. A null MX (RFC 7505, ``0 .``)
 says the domain accepts no mail; no MX but an address record means mail goes to
 that address (RFC 5321 section 5.1), which works but is unusual for a sending
-domain: a warning. dnspython exceptions become codes here and nowhere else.
+domain: a warning. dnspython exceptions become codes through the one table,
+:func:`preflight.resolver.dns_failure`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import time
 from typing import Any
 
 import dns.asyncresolver
-import dns.exception
 import dns.resolver
 
 from preflight.report import CheckResult, Code, Status
+from preflight.resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
 
 __all__ = ["probe_mx"]
 
@@ -38,6 +39,15 @@ _HINTS = {
 }
 
 
+_MESSAGES = {
+    DnsFailure.NXDOMAIN: "the domain {domain} does not exist",
+    DnsFailure.NO_ANSWER: "{domain} has no MX record",
+    DnsFailure.SERVFAIL: "no DNS server could answer for {domain} (SERVFAIL or REFUSED)",
+    DnsFailure.TIMEOUT: "the DNS look-up of {domain} timed out",
+    DnsFailure.ERROR: "the DNS look-up of {domain} failed",
+}
+
+
 def _result(
     status: Status, code: Code, message: str, started: float, details: dict[str, Any]
 ) -> CheckResult:
@@ -47,43 +57,23 @@ def _result(
 
 
 async def probe_mx(
-    domain: str, resolver: dns.asyncresolver.Resolver, deadline: float
+    domain: str, resolver: dns.asyncresolver.Resolver, timeout: float
 ) -> CheckResult:
-    """Check the MX records of ``domain`` (its ASCII form) within ``deadline`` seconds."""
+    """Check the MX records of ``domain`` (its ASCII form) within ``timeout`` seconds."""
     started = time.perf_counter()
     details: dict[str, Any] = {"domain": domain}
     try:
-        async with asyncio.timeout(deadline):
+        async with asyncio.timeout(timeout):
             try:
                 answer = await resolver.resolve(domain, "MX")
             except dns.resolver.NoAnswer:
                 return await _fallback(domain, resolver, started, details)
-    except dns.resolver.NXDOMAIN:
-        return _result(
-            Status.FAIL, Code.DNS_NXDOMAIN, f"the domain {domain} does not exist", started, details
-        )
-    except dns.resolver.NoNameservers as exc:
-        details["error"] = str(exc)
-        return _result(
-            Status.FAIL,
-            Code.DNS_SERVFAIL,
-            f"no DNS server could answer for {domain} (SERVFAIL or REFUSED)",
-            started,
-            details,
-        )
-    except (TimeoutError, dns.exception.Timeout):
-        return _result(
-            Status.FAIL,
-            Code.DNS_TIMEOUT,
-            f"the DNS look-up of {domain} timed out",
-            started,
-            details,
-        )
-    except dns.exception.DNSException as exc:
-        details["error"] = str(exc)
-        return _result(
-            Status.FAIL, Code.DNS_SERVFAIL, f"the DNS look-up of {domain} failed", started, details
-        )
+    except DNS_ERRORS as exc:
+        kind = dns_failure(exc)
+        if kind in (DnsFailure.SERVFAIL, DnsFailure.ERROR):
+            details["error"] = str(exc)
+        message = _MESSAGES[kind].format(domain=domain)
+        return _result(Status.FAIL, SENDER_DOMAIN_CODES[kind], message, started, details)
 
     records = sorted(
         ({"preference": r.preference, "exchange": r.exchange.to_text()} for r in answer),
@@ -111,8 +101,10 @@ async def _fallback(
     for rdtype in ("A", "AAAA"):
         try:
             answer = await resolver.resolve(domain, rdtype)
-        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
-            continue
+        except DNS_ERRORS as exc:
+            if dns_failure(exc) in (DnsFailure.NO_ANSWER, DnsFailure.NXDOMAIN):
+                continue
+            raise
         addresses.extend(str(r) for r in answer)
     details["mx"] = []
     if addresses:

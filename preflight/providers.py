@@ -34,10 +34,14 @@ __all__ = [
     "ProviderMatch",
     "Server",
     "by_domain",
+    "by_host_name",
     "by_mx",
     "by_server_host",
     "by_spf",
+    "family_of",
+    "for_sending",
     "get",
+    "is_mailbox_domain",
     "match",
 ]
 
@@ -71,6 +75,32 @@ class Provider:
     spf: tuple[str, ...] = ()
     #: What a user must know to log in (app passwords, OAuth, settings to enable).
     note: str = ""
+    #: The family of replies and hints (``replies``): google, microsoft, yahoo, zoho, ...
+    family: str = ""
+    #: Other SMTP/IMAP host names of the provider (legacy, regional) than ``smtp``/``imap``.
+    hosts: tuple[str, ...] = ()
+    #: The ``include:`` its setup page gives for a sending domain (default: ``spf[0]``).
+    spf_include: str = ""
+    #: Its DKIM selectors, and how to turn DKIM on (``{domain}`` is the domain).
+    dkim_selectors: tuple[str, ...] = ()
+    dkim_hint: str = ""
+    #: The user name it expects.
+    user_name: str = "the full address"
+
+    @property
+    def server_hosts(self) -> tuple[str, ...]:
+        """Every SMTP and IMAP host name of the provider."""
+        return tuple(dict.fromkeys((*(s.host for s in (*self.smtp, *self.imap)), *self.hosts)))
+
+    @property
+    def sending_include(self) -> str:
+        """The SPF include a domain sending through it needs ("" when unknown)."""
+        return self.spf_include or (self.spf[0] if self.spf else "")
+
+    def covered_by(self, targets: Sequence[str]) -> bool:
+        """Whether SPF ``targets`` (include/redirect names) cover its servers."""
+        suffixes = {s for row in PROVIDERS if row.family == self.family for s in row.spf}
+        return any(_under(_name(t), s) for t in targets for s in suffixes)
 
 
 @dataclass(frozen=True)
@@ -99,6 +129,25 @@ _GOOGLE_SETTINGS = "https://support.google.com/mail/answer/7126229"
 _GOOGLE_NOTE = (
     "Google asks for an app password when 2-Step Verification is on (or OAuth: a token); "
     "the user name is the full address, and IMAP must be enabled in Gmail's settings."
+)
+_GOOGLE_DKIM = (
+    "Turn DKIM on in the Google Admin console (Apps > Google Workspace > Gmail > "
+    "Authenticate email), publish the TXT record it gives at "
+    "google._domainkey.{domain}, then press Start authentication."
+)
+_MICROSOFT_DKIM = (
+    "Turn DKIM on for the domain in Microsoft Defender (Email & collaboration > "
+    "Policies > Email authentication settings > DKIM) and publish the two CNAME "
+    "records it gives, selector1._domainkey and selector2._domainkey."
+)
+_YAHOO_DKIM = (
+    "Turn DKIM on in the Yahoo business mail settings and publish the record "
+    "it gives at SELECTOR._domainkey.{domain}."
+)
+_ZOHO_DKIM = (
+    "Add a DKIM selector in the Zoho Mail admin console (Domains > Email "
+    "configuration > DKIM), publish its TXT record at SELECTOR._domainkey.{domain} "
+    "and verify it there."
 )
 _MICROSOFT_SETTINGS = (
     "https://support.microsoft.com/en-us/office/"
@@ -167,10 +216,15 @@ _ZOHO_REGIONS: Final = (
 )
 
 
+_ZOHO_SELECTORS: Final = ("zmail", "zoho")
+
+
 def _zoho() -> tuple[Provider, ...]:
     rows: list[Provider] = []
     for region, base, personal in _ZOHO_REGIONS:
         label = region.upper()
+        # Zoho's SPF include for the region's sending domains: zohomail.com, .eu, ...
+        zohomail = (f"zohomail.{base[5:]}",) if base.startswith("zoho.") else ()
         if personal:
             rows.append(
                 Provider(
@@ -182,6 +236,9 @@ def _zoho() -> tuple[Provider, ...]:
                     source=_ZOHO_SETTINGS,
                     domains=personal,
                     note=_ZOHO_NOTE,
+                    family="zoho",
+                    dkim_selectors=_ZOHO_SELECTORS,
+                    dkim_hint=_ZOHO_DKIM,
                 )
             )
         rows.append(
@@ -195,8 +252,12 @@ def _zoho() -> tuple[Provider, ...]:
                 source=_ZOHO_SETTINGS + " ; MX: https://www.zoho.com/mail/help/adminconsole/"
                 "configure-email-delivery.html",
                 mx=(base,),
-                spf=(base,),
+                spf=(base, *zohomail),
+                spf_include=zohomail[0] if zohomail else base,
                 note=_ZOHO_NOTE,
+                family="zoho",
+                dkim_selectors=_ZOHO_SELECTORS,
+                dkim_hint=_ZOHO_DKIM,
             )
         )
     return tuple(rows)
@@ -226,6 +287,7 @@ def _ionos() -> tuple[Provider, ...]:
             imap=_imap(f"imap.{host}"),
             source=_IONOS_SETTINGS + " ; MX kundenserver.de: Thunderbird ISPDB 1und1.de",
             mx=mx,
+            family="ionos",
         )
         for region, host, mx in _IONOS_REGIONS
     )
@@ -241,6 +303,9 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         source=_GOOGLE_SETTINGS,
         domains=("gmail.com", "googlemail.com"),
         note=_GOOGLE_NOTE,
+        family="google",
+        dkim_selectors=("google",),
+        dkim_hint=_GOOGLE_DKIM,
     ),
     Provider(
         id="google-workspace",
@@ -252,8 +317,13 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # aspmx.l.google.com and alt*.aspmx.l.google.com, smtp.google.com (the single
         # MX of newer setups), aspmx2-5.googlemail.com
         mx=("google.com", "googlemail.com"),
-        spf=("_spf.google.com",),
+        # include:_spf.google.com, and the _netblocks names it includes
+        spf=("google.com", "googlemail.com"),
+        spf_include="_spf.google.com",
         note=_GOOGLE_NOTE,
+        family="google",
+        dkim_selectors=("google",),
+        dkim_hint=_GOOGLE_DKIM,
     ),
     Provider(
         id="outlook-com",
@@ -267,6 +337,10 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         domains=_OUTLOOK_COM_DOMAINS,
         # hotmail-com.olc.protection.outlook.com, eur.olc.protection.outlook.com
         mx=("olc.protection.outlook.com",),
+        family="microsoft",
+        hosts=("smtp.live.com", "imap-mail.outlook.com"),
+        dkim_selectors=("selector1", "selector2"),
+        dkim_hint=_MICROSOFT_DKIM,
         note=(
             "Microsoft has retired basic authentication (password) for Outlook.com "
             "mailboxes: connect with OAuth (type OUTLOOK with a token)."
@@ -284,7 +358,12 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # contoso-com.mail.protection.outlook.com; contoso-com.<id>.mx.microsoft (the
         # DNSSEC-signed MX of newer tenants)
         mx=("protection.outlook.com", "mx.microsoft"),
-        spf=("spf.protection.outlook.com",),
+        spf=("protection.outlook.com", "protection.office365.us"),
+        spf_include="spf.protection.outlook.com",
+        family="microsoft",
+        hosts=("outlook.office.com", "smtp-legacy.office365.com"),
+        dkim_selectors=("selector1", "selector2"),
+        dkim_hint=_MICROSOFT_DKIM,
         note=(
             "SMTP AUTH must be enabled for the mailbox (new tenants have it off), or "
             "connect with OAuth (type OUTLOOK with a token); with MFA, basic "
@@ -301,6 +380,11 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         domains=_YAHOO_DOMAINS,
         # mta5.am0.yahoodns.net
         mx=("yahoodns.net",),
+        spf=("yahoo.com", "yahoodns.net"),
+        spf_include="_spf.mail.yahoo.com",
+        family="yahoo",
+        dkim_selectors=("s1024", "s2048"),
+        dkim_hint=_YAHOO_DKIM,
         note="Yahoo needs an app password (a normal one fails with AUTH005).",
     ),
     Provider(
@@ -315,6 +399,11 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         domains=_AOL_DOMAINS,
         # mx-aol.mail.gm0.yahoodns.net
         mx=("mail.gm0.yahoodns.net",),
+        spf=("aol.com",),
+        spf_include="_spf.mail.yahoo.com",
+        family="yahoo",
+        dkim_selectors=("s1024", "s2048"),
+        dkim_hint=_YAHOO_DKIM,
         note="AOL needs an app password.",
     ),
     *_zoho(),
@@ -329,6 +418,9 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mx01.mail.icloud.com, mx02.mail.icloud.com (also iCloud+ custom domains)
         mx=("mail.icloud.com",),
         spf=("icloud.com",),
+        family="icloud",
+        dkim_selectors=("sig1",),
+        user_name="the full address (IMAP: the name part also works)",
         note=(
             "iCloud needs an app-specific password; for IMAP, Apple gives the name part "
             "of the address as the user name (the full address usually works too)."
@@ -345,6 +437,9 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # in1-smtp.messagingengine.com
         mx=("messagingengine.com",),
         spf=("spf.messagingengine.com",),
+        family="fastmail",
+        hosts=("smtp.messagingengine.com", "imap.messagingengine.com"),
+        dkim_selectors=("fm1", "fm2", "fm3"),
         note="Fastmail needs an app password for IMAP and SMTP.",
     ),
     Provider(
@@ -359,6 +454,9 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mx.yandex.net (Yandex 360 custom domains), mx.yandex.ru
         mx=("yandex.net", "yandex.ru"),
         spf=("_spf.yandex.net",),
+        family="yandex",
+        hosts=("smtp.yandex.ru", "imap.yandex.ru"),
+        dkim_selectors=("mail",),
         note="Enable IMAP access in Yandex Mail's settings; use an app password.",
     ),
     Provider(
@@ -371,6 +469,7 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mailstore1.secureserver.net, smtp.secureserver.net
         mx=("secureserver.net",),
         spf=("secureserver.net",),
+        family="godaddy",
         note=(
             "GoDaddy's Microsoft 365 mailboxes have MX at protection.outlook.com and are "
             "recognised as Microsoft 365."
@@ -386,6 +485,7 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mx1.titan.email, mx2.titan.email
         mx=("titan.email",),
         spf=("spf.titan.email",),
+        family="titan",
     ),
     Provider(
         id="hostinger",
@@ -397,6 +497,7 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mx1.hostinger.com, mx2.hostinger.com
         mx=("hostinger.com",),
         spf=("hostinger.com",),
+        family="hostinger",
     ),
     *_ionos(),
     Provider(
@@ -409,6 +510,7 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mx1.privateemail.com, mx2.privateemail.com
         mx=("privateemail.com",),
         spf=("spf.privateemail.com",),
+        family="namecheap",
     ),
     Provider(
         id="ovh-mxplan",
@@ -420,6 +522,7 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mx0.mail.ovh.net ... mx4.mail.ovh.net
         mx=("mail.ovh.net",),
         spf=("mx.ovh.com",),
+        family="ovh",
         note=(
             "OVHcloud Email Pro and Exchange mailboxes share the MX but use their own "
             "hosts (proN.mail.ovh.net, exN.mail.ovh.net): see the OVHcloud control panel."
@@ -436,8 +539,47 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         # mx1.emailsrvr.com, mx2.emailsrvr.com
         mx=("emailsrvr.com",),
         spf=("emailsrvr.com",),
+        family="rackspace",
+    ),
+    Provider(
+        id="gmx",
+        name="GMX",
+        type=AccountType.SMTP,
+        smtp=_smtp("mail.gmx.net"),
+        imap=_imap("imap.gmx.net"),
+        source="https://support.gmx.com/pop-imap/imap/imap.html",
+        domains=("gmx.com", "gmx.net", "gmx.de", "gmx.at", "gmx.ch", "gmx.fr", "gmx.us"),
+        family="gmx",
+        note="Enable POP3/IMAP access in GMX's settings first.",
+    ),
+    Provider(
+        id="webde",
+        name="WEB.DE",
+        type=AccountType.SMTP,
+        smtp=_smtp("smtp.web.de"),
+        imap=_imap("imap.web.de"),
+        source="https://hilfe.web.de/pop-imap/imap/imap-serverdaten.html",
+        domains=("web.de",),
+        family="webde",
+        note="Enable POP3/IMAP access in WEB.DE's settings first.",
+    ),
+    Provider(
+        id="mailru",
+        name="Mail.ru",
+        type=AccountType.SMTP,
+        smtp=_smtp("smtp.mail.ru", starttls=False),
+        imap=_imap("imap.mail.ru"),
+        source="https://help.mail.ru/mail/mailer/popsmtp",
+        domains=("mail.ru", "inbox.ru", "list.ru", "bk.ru"),
+        family="mailru",
+        note="Mail.ru needs a password for external applications (an app password).",
     ),
 )
+
+#: Mailbox providers with no IMAP/SMTP of their own for other apps (Proton: only
+#: through Proton Mail Bridge on the user's machine): not in the table of settings,
+#: but their address domains are theirs, not the account's.
+_MAILBOX_ONLY_DOMAINS: Final = frozenset({"proton.me", "protonmail.com", "pm.me"})
 
 _BY_ID: Final = {provider.id: provider for provider in PROVIDERS}
 
@@ -506,9 +648,53 @@ def by_server_host(host: str) -> Provider | None:
     """The provider that runs the SMTP or IMAP server ``host`` (for the account type)."""
     host = _name(host)
     for provider in PROVIDERS:
-        if any(server.host == host for server in (*provider.smtp, *provider.imap)):
+        if host in provider.server_hosts:
             return provider
     return None
+
+
+def by_host_name(host: str) -> Provider | None:
+    """The provider a host name belongs to: one of its server hosts, else a name below
+    one of its MX suffixes, else a name at or below one of its own address domains
+    (``smtp.live.com``). For reply hints, where any of the provider's names tells."""
+    provider = by_server_host(host)
+    if provider is not None:
+        return provider
+    host = _name(host)
+    found = _longest(host, "mx")
+    if found is not None:
+        return found
+    for provider in PROVIDERS:
+        if any(_under(host, d) for d in provider.domains if not d.startswith("*.")):
+            return provider
+    return None
+
+
+def family_of(host: str) -> str | None:
+    """The reply family (google, microsoft, yahoo, zoho, ...) of a host name, if any."""
+    provider = by_host_name(host)
+    return provider.family if provider is not None else None
+
+
+def is_mailbox_domain(domain: str) -> bool:
+    """Whether ``domain`` is a mailbox provider's own address domain (gmail.com,
+    hotmail.co.uk, fastmail.com): its DNS is the provider's, not the account's."""
+    domain = _name(domain)
+    if domain in _MAILBOX_ONLY_DOMAINS:
+        return True
+    return any(domain in provider.domains for provider in PROVIDERS)
+
+
+def for_sending(provider: Provider) -> Provider | None:
+    """The row that says what a domain sending through ``provider`` needs (its SPF
+    include, DKIM selectors): the row itself, else its family's row that has them
+    (Gmail -> Google Workspace, Outlook.com -> Microsoft 365)."""
+    if provider.sending_include:
+        return provider
+    return next(
+        (row for row in PROVIDERS if row.family == provider.family and row.sending_include),
+        None,
+    )
 
 
 def match(

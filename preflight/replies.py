@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from preflight.net import SHORT_LIMIT, reportable, scrub
+from preflight.providers import family_of
 from preflight.report import Code
 
 __all__ = ["Verdict", "classify_login_refusal", "decode_xoauth2_challenge", "provider_of"]
@@ -30,21 +31,10 @@ class Verdict:
     hint: str
 
 
-_PROVIDERS: Final = (
-    ("google", ("gmail.com", "google.com", "googlemail.com")),
-    ("microsoft", ("office365.com", "outlook.com", "hotmail.com", "live.com", "office.com")),
-    ("yahoo", ("yahoo.com", "aol.com", "yahoodns.net")),
-    ("zoho", ("zoho.com", "zoho.eu", "zoho.in", "zoho.com.au", "zoho.jp", "zohocloud.ca")),
-)
-
-
 def provider_of(host: str) -> str | None:
-    """Which big provider a server host name belongs to, if any."""
-    host = host.lower().rstrip(".")
-    for name, domains in _PROVIDERS:
-        if any(host == d or host.endswith("." + d) for d in domains):
-            return name
-    return None
+    """Which provider family (google, microsoft, yahoo, zoho, ...) a server host name
+    belongs to, if any: a look-up in the one table, :mod:`preflight.providers`."""
+    return family_of(host)
 
 
 _GOOGLE_APP_PW = (

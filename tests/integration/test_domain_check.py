@@ -143,10 +143,10 @@ def dns() -> Iterator[Dns]:
 
 
 async def check(
-    dns: Dns, domain: str, deadline: float = 5.0, dns_timeout: float = 2.0, **kwargs: Any
+    dns: Dns, domain: str, timeout: float = 5.0, dns_timeout: float = 2.0, **kwargs: Any
 ) -> CheckResult:
     options = CheckOptions(dns_server=dns.server, timeouts=Timeouts(dns=dns_timeout))
-    return await probe_domain(domain, make_resolver(options), deadline, **kwargs)
+    return await probe_domain(domain, make_resolver(options), timeout, **kwargs)
 
 
 def codes(result: CheckResult) -> list[str]:
@@ -348,7 +348,7 @@ async def test_servfail_is_a_warning(dns: Dns, domain: str) -> None:
 async def test_silent_dns_is_a_warning_within_the_deadline(dns: Dns) -> None:
     """A resolver that never answers: dns_timeout as a warning, within the deadline."""
     started = time.monotonic()
-    result = await check(dns, "timeout.test", deadline=1.5, dns_timeout=10)
+    result = await check(dns, "timeout.test", timeout=1.5, dns_timeout=10)
     assert (result.status, result.code) == (Status.WARN, Code.DNS_TIMEOUT)
     assert time.monotonic() - started < 2.5
 
@@ -356,7 +356,7 @@ async def test_silent_dns_is_a_warning_within_the_deadline(dns: Dns) -> None:
 async def test_partial_timeout_keeps_what_was_found(dns: Dns) -> None:
     """DKIM names that never answer: SPF and DMARC are still checked and reported."""
     started = time.monotonic()
-    result = await check(dns, "slow-dkim.test", deadline=1.5, dns_timeout=10)
+    result = await check(dns, "slow-dkim.test", timeout=1.5, dns_timeout=10)
     assert time.monotonic() - started < 2.5
     assert (result.status, result.code) == (Status.WARN, Code.DNS_TIMEOUT)
     assert "DKIM" in result.message

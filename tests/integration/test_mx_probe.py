@@ -24,9 +24,9 @@ def options(stack: Stack, dns_timeout: float = 2.0) -> CheckOptions:
     )
 
 
-async def mx(stack: Stack, role: str, deadline: float = 5.0) -> tuple[Status, Code, dict]:
+async def mx(stack: Stack, role: str, timeout: float = 5.0) -> tuple[Status, Code, dict]:
     resolver = make_resolver(options(stack))
-    result = await probe_mx(stack.domains[role], resolver, deadline)
+    result = await probe_mx(stack.domains[role], resolver, timeout)
     return result.status, result.code, dict(result.details)
 
 
@@ -80,3 +80,24 @@ async def test_host_lookup(stack: Stack) -> None:
     assert found.addresses == (stack.mail_address,)
     assert missing.code is Code.HOST_NOT_FOUND
     assert literal.addresses == ("127.0.0.11",)
+
+
+@pytest.mark.parametrize("role", ["servfail", "refused"])
+async def test_host_lookup_servfail_is_not_host_not_found(stack: Stack, role: str) -> None:
+    """A SERVFAIL/REFUSED on a server's host name is dns_servfail, not "check the spelling"."""
+    from preflight.hints import hint_for
+
+    opts = options(stack)
+    lookup = await resolve_host(f"mail.{stack.domains[role]}", opts, make_resolver(opts))
+    assert lookup.code is Code.DNS_SERVFAIL
+    assert "SERVFAIL" in lookup.message
+    assert "spelling" not in hint_for(Code.DNS_SERVFAIL, "smtp", lookup.host, 587)
+
+
+async def test_host_lookup_silent_resolver_is_dns_timeout(stack: Stack) -> None:
+    """A resolver that never answers for a server's host name gives dns_timeout in time."""
+    opts = options(stack, dns_timeout=1.0)
+    started = time.monotonic()
+    lookup = await resolve_host(f"mail.{stack.domains['timeout']}", opts, make_resolver(opts))
+    assert lookup.code is Code.DNS_TIMEOUT
+    assert time.monotonic() - started < 2.5

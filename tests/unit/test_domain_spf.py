@@ -423,7 +423,7 @@ def test_implied_provider(
 ) -> None:
     """type GMAIL/OUTLOOK decides, else the SMTP host's provider, else the MX's."""
     found, why = implied_provider(account_type, smtp_host, mx_hosts)
-    assert (provider, source) == (found.name if found else None, why)
+    assert (provider, source) == (found.family if found else None, why)
 
 
 def test_provider_coverage_matches_domains_not_substrings() -> None:

@@ -60,6 +60,9 @@ REPRESENTATIVE_DOMAIN: dict[str, tuple[str, ...]] = {
     "icloud": ("icloud.com", "me.com", "mac.com"),
     "fastmail": ("fastmail.com", "fastmail.fm"),
     "yandex": ("yandex.ru", "yandex.com", "ya.ru"),
+    "gmx": ("gmx.net", "gmx.de", "gmx.com"),
+    "webde": ("web.de",),
+    "mailru": ("mail.ru", "inbox.ru"),
 }
 
 

@@ -1,0 +1,106 @@
+"""Hints for ``check``: which settings of a failing host (or of the provider) answer."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from preflight.discover._model import DEFAULT_PORTS, Candidate, Protocol
+from preflight.discover._probe import probe, rank
+from preflight.options import CheckOptions, Security
+
+_FAILED: Final[Mapping[str, str]] = {
+    "connect_timeout": "{port} timed out",
+    "connect_refused": "{port} refused the connection",
+    "greeting_timeout": "{port} never greeted",
+    "tls_mode_mismatch": "{port} speaks another security mode",
+    "tls_handshake_failed": "TLS on {port} failed",
+    "starttls_unsupported": "{port} offers no STARTTLS",
+}
+
+
+async def suggest_alternatives(
+    protocol: Protocol,
+    host: str,
+    port: int,
+    *,
+    options: CheckOptions,
+    code: str | None = None,
+    addresses: tuple[str, ...] | None = None,
+    email_domain: str | None = None,
+    timeout: float = 4.0,
+    ports: Mapping[str, Sequence[tuple[int, Security]]] | None = None,
+) -> str | None:
+    """A sentence naming settings that do answer, after ``host:port`` failed; or None.
+
+    Probes, concurrently and within ``timeout`` seconds: ``host`` on the protocol's
+    other standard ports (for ``tls_mode_mismatch``, the same port in the other mode
+    too), and the bundled table's servers for ``email_domain`` when they are other
+    hosts. Connection, TLS and greeting only, no credentials. ``addresses`` skips the
+    look-up of ``host``; ``code`` (a :class:`~preflight.report.Code` value) words the
+    failure: "465 timed out; smtp.example.com:587 with STARTTLS answers."
+    """
+    from preflight.providers import by_domain
+    from preflight.resolver import make_resolver, resolve_host
+    from preflight.tls import make_context
+
+    table = ports or DEFAULT_PORTS
+    tls_ports = {p for p, security in table[protocol] if security == "ssl"}
+    tries: list[tuple[str, int, Security]] = [
+        (host, p, security) for p, security in table[protocol] if p != port
+    ]
+    if code == "tls_mode_mismatch":
+        tries.append((host, port, "starttls" if port in tls_ports else "ssl"))
+    provider = by_domain(email_domain) if email_domain else None
+    if provider is not None:
+        servers = provider.smtp if protocol == "smtp" else provider.imap
+        tries += [(s.host, s.port, s.security) for s in servers if s.host != host.lower()]
+    if options.dns_server:
+        options = dataclasses.replace(options, resolve_hosts_with_dns_server=True)
+    context = make_context(options.ca_file, options.insecure)
+    resolver = make_resolver(options) if options.dns_server else None
+
+    async def one(target: str, target_port: int, security: Security) -> Candidate | None:
+        if target == host and addresses:
+            found = addresses
+        else:
+            lookup = await resolve_host(target, options, resolver)
+            if lookup.code is not None:
+                return None
+            found = lookup.addresses
+        return await probe(
+            protocol,
+            target,
+            found,
+            target_port,
+            security,
+            "guess",
+            context=context,
+            timeout=timeout,
+            local_hostname=options.local_hostname,
+        )
+
+    tasks: list[asyncio.Task[Candidate | None]] = []
+    try:
+        async with asyncio.timeout(timeout + 0.5):
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(*t)) for t in tries]
+    except TimeoutError:
+        pass
+    answered = [
+        c
+        for task in tasks
+        if task.done() and not task.cancelled() and (c := task.result()) is not None and c.answered
+    ]
+    if not answered:
+        return None
+    best = min(answered, key=lambda c: (rank(c), c.host != host))
+    failed = _FAILED.get(code or "", "{host}:{port} failed").format(host=host, port=port)
+    extra = ""
+    if best.verified is False:
+        extra = " (but its certificate does not verify)"
+    elif best.security == "plain":
+        extra = " (without encryption)"
+    return f"{failed}; {best.label()} answers{extra}."

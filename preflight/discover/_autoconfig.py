@@ -1,0 +1,252 @@
+"""Autoconfig documents (Thunderbird's config-v1.1.xml): the fetch, over verified TLS
+only and size-capped, and a DTD-refusing parse into candidates."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping
+from typing import Any, Final
+
+from preflight.discover._model import (
+    AUTOCONFIG_PATH,
+    HOST_RE,
+    WELL_KNOWN_PATH,
+    AutoconfigError,
+    Candidate,
+    Lookup,
+    Protocol,
+)
+from preflight.discover._run import Run
+from preflight.options import Security
+
+_SOCKET_TYPES: Final[Mapping[str, Security]] = {
+    "SSL": "ssl",
+    "TLS": "ssl",  # seen in the wild for implicit TLS
+    "STARTTLS": "starttls",
+    "PLAIN": "plain",
+}
+
+
+class _Refused(Exception):
+    pass
+
+
+def _safe_tree(data: bytes) -> Any:
+    """The document's root element; any DOCTYPE (so any entity) is refused."""
+    import xml.etree.ElementTree as ElementTree
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate()
+    builder = ElementTree.TreeBuilder()
+
+    def refuse(*_: object) -> None:
+        raise _Refused("the document has a DOCTYPE (DTDs and entities are refused)")
+
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.UnparsedEntityDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse  # type: ignore[assignment]
+    parser.StartElementHandler = lambda tag, attrs: builder.start(tag, attrs)
+    parser.EndElementHandler = lambda tag: builder.end(tag)
+    parser.CharacterDataHandler = builder.data
+    try:
+        parser.Parse(data, True)
+    except _Refused as exc:
+        raise AutoconfigError("invalid", str(exc)) from None
+    except expat.ExpatError as exc:
+        raise AutoconfigError("invalid", f"not well-formed XML: {exc}") from None
+    return builder.close()
+
+
+def _text(element: Any, tag: str) -> str | None:
+    child = element.find(tag)
+    if child is None or child.text is None:
+        return None
+    return str(child.text).strip() or None
+
+
+def parse_autoconfig(data: bytes, email: str, domain: str | None = None) -> list[Candidate]:
+    """The IMAP and SMTP servers of a ``clientConfig`` 1.1 document, in its order.
+
+    Placeholders (``%EMAILADDRESS%``, ``%EMAILLOCALPART%``, ``%EMAILDOMAIN%``) are
+    filled in; ``domain``, the ASCII (IDNA) form of the address's domain, goes into
+    host names. Servers with a bad host name, port or socket type are left out; a
+    document naming none at all is an :class:`AutoconfigError`.
+    """
+    local, _, own_domain = email.rpartition("@")
+    domain = domain or own_domain
+    fill = {
+        "%EMAILADDRESS%": email,
+        "%EMAILLOCALPART%": local,
+        "%EMAILDOMAIN%": domain,
+        "%EMAILHOSTNAME%": domain,
+    }
+
+    def expand(value: str) -> str:
+        for key, replacement in fill.items():
+            value = value.replace(key, replacement)
+        return value
+
+    root = _safe_tree(data)
+    if root.tag != "clientConfig":
+        raise AutoconfigError("invalid", f"the root element is <{root.tag}>, not <clientConfig>")
+    found: list[Candidate] = []
+    for provider in root.iter("emailProvider"):
+        for element in provider:
+            if element.tag == "incomingServer" and element.get("type") == "imap":
+                protocol: Protocol = "imap"
+            elif element.tag == "outgoingServer" and element.get("type") == "smtp":
+                protocol = "smtp"
+            else:
+                continue
+            host = expand(_text(element, "hostname") or "")
+            port_text = _text(element, "port") or ""
+            socket_type = (_text(element, "socketType") or "").upper()
+            username = _text(element, "username")
+            if not HOST_RE.match(host) or not port_text.isdigit():
+                continue
+            port = int(port_text)
+            if not 1 <= port <= 65535 or socket_type not in _SOCKET_TYPES:
+                continue
+            found.append(
+                Candidate(
+                    protocol,
+                    host.rstrip(".").lower(),
+                    port,
+                    _SOCKET_TYPES[socket_type],
+                    "autoconfig",
+                    username=expand(username) if username else None,
+                )
+            )
+    if not found:
+        raise AutoconfigError("invalid", "the document names no IMAP or SMTP server")
+    # The document's order, clear text last.
+    return sorted(found, key=lambda c: c.security == "plain")
+
+
+async def fetch_autoconfig(run: Run, port: int, timeout: float, cap: int) -> None:
+    """Fetch the autoconfig document from both places at once (autoconfig.DOMAIN first,
+    the well-known path filling gaps) over verified TLS, at most ``cap`` bytes."""
+    import httpx
+
+    targets: tuple[tuple[str, str, dict[str, str]], ...] = (
+        (f"autoconfig.{run.domain}", AUTOCONFIG_PATH, {"emailaddress": run.email}),
+        (run.domain, WELL_KNOWN_PATH, {}),
+    )
+    results: list[list[Candidate]] = [[], []]
+
+    async def one(index: int, host: str, path: str, params: dict[str, str]) -> None:
+        url = f"https://{host}{'' if port == 443 else f':{port}'}{path}"
+        try:
+            async with asyncio.timeout(timeout):
+                # A client (so a connection pool) per host name: both names may have
+                # one address, and a pooled connection must not carry a TLS session
+                # verified for the other name.
+                async with httpx.AsyncClient(
+                    verify=run.context,
+                    trust_env=False,  # never a proxy from the environment
+                    follow_redirects=False,
+                    timeout=httpx.Timeout(timeout),
+                ) as client:
+                    data = await download(run, client, host, port, path, params, cap)
+            results[index] = parse_autoconfig(data, run.email, run.domain)
+        except AutoconfigError as exc:
+            run.lookups.append(Lookup("autoconfig", url, exc.reason, str(exc)))
+        except TimeoutError:
+            run.lookups.append(
+                Lookup("autoconfig", url, "timeout", f"no complete answer in {timeout:g} s")
+            )
+        else:
+            run.lookups.append(
+                Lookup(
+                    "autoconfig",
+                    url,
+                    "found",
+                    ", ".join(f"{c.protocol} {c.host}:{c.port}" for c in results[index]),
+                )
+            )
+
+    async with asyncio.TaskGroup() as group:
+        for index, (host, path, params) in enumerate(targets):
+            group.create_task(one(index, host, path, params))
+    # autoconfig.DOMAIN first (Thunderbird's order); the other fills gaps.
+    run.autoconfig = results[0] + results[1]
+
+
+async def download(
+    run: Run,
+    client: Any,
+    host: str,
+    port: int,
+    path: str,
+    params: dict[str, str],
+    cap: int,
+) -> bytes:
+    import httpx
+
+    lookup = await run.resolve(host)
+    if lookup.code is not None:
+        reason = "timeout" if lookup.code.value == "timeout" else "does_not_resolve"
+        raise AutoconfigError(reason, lookup.message)
+    address = lookup.addresses[0]
+    url = httpx.URL(
+        scheme="https",
+        host=address,
+        port=None if port == 443 else port,
+        path=path,
+        params=params or None,
+    )
+    headers = {
+        "Host": host if port == 443 else f"{host}:{port}",
+        "Accept": "application/xml, text/xml",
+        "Accept-Encoding": "identity",
+    }
+    try:
+        async with client.stream(
+            "GET", url, headers=headers, extensions={"sni_hostname": host}
+        ) as response:
+            if response.status_code != 200:
+                raise AutoconfigError(
+                    "none" if response.status_code == 404 else "http_status",
+                    f"HTTP {response.status_code}",
+                )
+            encoding = response.headers.get("content-encoding", "identity").lower()
+            if encoding not in ("", "identity"):
+                raise AutoconfigError("invalid", f"a {encoding}-compressed answer is refused")
+            length = response.headers.get("content-length", "")
+            if length.isdigit() and int(length) > cap:
+                raise AutoconfigError(
+                    "too_large", f"the document is {int(length)} bytes; the cap is {cap}"
+                )
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > cap:
+                    raise AutoconfigError(
+                        "too_large", f"the document is larger than the cap of {cap} bytes"
+                    )
+            return bytes(body)
+    except httpx.TimeoutException as exc:
+        raise AutoconfigError("timeout", f"timed out ({type(exc).__name__})") from None
+    except httpx.HTTPError as exc:
+        cause = _find(exc, ssl.SSLCertVerificationError)
+        if cause is not None:
+            message = getattr(cause, "verify_message", "") or str(cause)
+            raise AutoconfigError("tls_error", f"certificate not trusted: {message}") from None
+        if _find(exc, ssl.SSLError) is not None:
+            raise AutoconfigError("tls_error", f"TLS failed: {exc}") from None
+        if _find(exc, ConnectionRefusedError) is not None:
+            raise AutoconfigError("refused", "connection refused") from None
+        raise AutoconfigError("error", f"{type(exc).__name__}: {exc}") from None
+
+
+def _find(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` or the first of its causes that is a ``kind``."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, kind):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None

@@ -1,0 +1,197 @@
+"""The search: the table, DNS, SRV, autoconfig and guessing side by side within one
+deadline, and choosing the result."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+
+from preflight.discover._autoconfig import fetch_autoconfig
+from preflight.discover._guess import guess
+from preflight.discover._model import (
+    DEFAULT_PORTS,
+    Candidate,
+    Discovery,
+    Protocol,
+    parse_address,
+)
+from preflight.discover._probe import rank
+from preflight.discover._run import Run
+from preflight.discover._srv import lookup_srv
+from preflight.options import CheckOptions, Security
+from preflight.payload import AccountType
+from preflight.providers import Provider, ProviderMatch, Server, by_server_host, match
+
+
+def _table(provider: Provider, protocol: Protocol) -> list[Candidate]:
+    servers: tuple[Server, ...] = provider.smtp if protocol == "smtp" else provider.imap
+    return [Candidate(protocol, s.host, s.port, s.security, "table") for s in servers]
+
+
+async def discover(
+    email: str,
+    options: CheckOptions | None = None,
+    *,
+    probe: bool = True,
+    autoconfig: bool = True,
+    http_timeout: float = 5.0,
+    max_document_bytes: int = 256 * 1024,
+    probe_timeout: float = 5.0,
+    autoconfig_port: int = 443,
+    ports: Mapping[str, Sequence[tuple[int, Security]]] | None = None,
+) -> Discovery:
+    """Find ``email``'s SMTP and IMAP settings within ``options.timeout`` seconds.
+
+    ``probe=False`` never connects to a mail server (guessing is then skipped);
+    ``autoconfig=False`` skips the HTTPS look-ups. ``autoconfig_port`` and ``ports``
+    (``{"smtp": ((465, "ssl"), ...), "imap": ...}``) move the HTTPS and mail ports,
+    for tests and unusual networks. Raises ``ValueError`` for a malformed address;
+    every network failure is a result (``lookups``, ``notes``), never an exception.
+    """
+    from preflight.resolver import make_resolver
+    from preflight.tls import make_context
+
+    started = time.perf_counter()
+    options = options or CheckOptions()
+    address, _, domain = parse_address(email)
+    provider = match(domain)
+    if provider is not None:
+        # One of the provider's own domains: the table knows; nothing is asked.
+        smtp = _table(provider.provider, "smtp")
+        imap = _table(provider.provider, "imap")
+        return Discovery(
+            email=address,
+            domain=domain,
+            smtp=smtp[0],
+            imap=imap[0],
+            type=provider.provider.type,
+            user_name=address,
+            imap_user_name=None,
+            provider=provider,
+            mx=(),
+            candidates=tuple(smtp + imap),
+            lookups=(),
+            notes=(provider.provider.note,) if provider.provider.note else (),
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    if options.dns_server:
+        # One DNS view for everything: never the system's resolver beside the given one.
+        options = dataclasses.replace(options, resolve_hosts_with_dns_server=True)
+    run = Run(
+        email=address,
+        domain=domain,
+        options=options,
+        resolver=make_resolver(options),
+        context=make_context(options.ca_file, options.insecure),
+    )
+    try:
+        async with asyncio.timeout(options.timeout):
+            async with asyncio.TaskGroup() as group:
+                group.create_task(run.lookup_mx())
+                group.create_task(run.lookup_spf())
+                group.create_task(lookup_srv(run))
+                if autoconfig:
+                    group.create_task(
+                        fetch_autoconfig(run, autoconfig_port, http_timeout, max_document_bytes)
+                    )
+            provider = match(domain, run.mx, run.spf)
+            wanted: list[Protocol] = [
+                p for p in ("smtp", "imap") if _choose(run, p, provider) is None
+            ]
+            if wanted and run.nxdomain:
+                pass  # no name below a domain that does not exist (RFC 8020)
+            elif wanted and probe:
+                await guess(run, wanted, ports or DEFAULT_PORTS, probe_timeout)
+            elif wanted:
+                run.notes.append("guessing was skipped (--no-probe)")
+    except TimeoutError:
+        run.notes.append(f"the deadline of {options.timeout:g} s ended the search")
+    finally:
+        run.close()
+    # What was found, also when the deadline cut a step short.
+    provider = match(domain, run.mx, run.spf)
+    chosen: dict[Protocol, Candidate | None] = {}
+    for protocol in ("smtp", "imap"):
+        answered = [c for c in run.guesses if c.protocol == protocol and c.answered]
+        chosen[protocol] = _choose(run, protocol, provider) or (
+            min(answered, key=rank) if answered else None  # min is stable: host order
+        )
+    table: list[Candidate] = []
+    if provider is not None:
+        table = _table(provider.provider, "smtp") + _table(provider.provider, "imap")
+    return _assemble(run, chosen, provider, table, started)
+
+
+def _choose(run: Run, protocol: Protocol, provider: ProviderMatch | None) -> Candidate | None:
+    """The first source that names a server for ``protocol``, in precedence order."""
+    for candidates in (run.autoconfig, run.srv):
+        for candidate in candidates:
+            if candidate.protocol == protocol:
+                return candidate
+    if provider is not None:
+        return _table(provider.provider, protocol)[0]
+    return None
+
+
+def _assemble(
+    run: Run,
+    chosen: Mapping[Protocol, Candidate | None],
+    provider: ProviderMatch | None,
+    table: list[Candidate],
+    started: float,
+) -> Discovery:
+    smtp, imap = chosen["smtp"], chosen["imap"]
+    notes = list(dict.fromkeys(run.notes))
+    if provider is not None:
+        if provider.provider.note:
+            notes.append(provider.provider.note)
+        if provider.via == "spf":
+            notes.append(
+                f"{provider.provider.name} was inferred from the SPF record "
+                f"(include:{provider.evidence}); the MX points elsewhere, often a filtering "
+                "service in front of the mailbox"
+            )
+    by_host = by_server_host(smtp.host) if smtp is not None else None
+    if by_host is not None:
+        account_type = by_host.type
+    elif provider is not None and smtp is not None and smtp.source == "table":
+        account_type = provider.provider.type
+    else:
+        account_type = AccountType.SMTP
+    user_name = run.email
+    if smtp is not None and smtp.username:
+        user_name = smtp.username
+    imap_user = imap.username if imap is not None and imap.username else None
+    if any(c.verified is False for c in (smtp, imap) if c is not None):
+        notes.append(
+            "a chosen server's certificate does not verify: check the host name, or give "
+            "your CA with --ca-file"
+        )
+    if any(c.security == "plain" for c in (smtp, imap) if c is not None):
+        notes.append(
+            "a chosen server offers no encryption: credentials would travel in clear text "
+            "(preflight check refuses that without --allow-plaintext-auth)"
+        )
+    return Discovery(
+        email=run.email,
+        domain=run.domain,
+        smtp=smtp,
+        imap=imap,
+        type=account_type,
+        user_name=user_name,
+        imap_user_name=imap_user if imap_user and imap_user != user_name else None,
+        provider=provider,
+        mx=tuple(run.mx),
+        candidates=tuple([*table, *run.autoconfig, *run.srv, *run.guesses]),
+        lookups=tuple(
+            sorted(
+                run.lookups,
+                key=lambda lk: ("mx", "spf", "srv", "autoconfig", "guess").index(lk.step),
+            )
+        ),
+        notes=tuple(dict.fromkeys(notes)),
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )

@@ -1,0 +1,79 @@
+"""The domain check's TXT look-ups (each name asked once, under one deadline; DNS
+exceptions become codes here, by the one table in :mod:`preflight.resolver`), and what
+the parts of the check found."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.asyncresolver
+
+from preflight.domain_check._spf import Finding, TxtLookup
+from preflight.providers import Provider
+from preflight.report import Code
+from preflight.resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
+
+
+async def _lookup_txt(
+    resolver: dns.asyncresolver.Resolver, name: str, deadline: float
+) -> TxtLookup:
+    """The TXT records of ``name``; DNS exceptions become codes here (by the one table)."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            answer = await resolver.resolve(name, "TXT")
+    except DNS_ERRORS as exc:
+        kind = dns_failure(exc)
+        if kind is DnsFailure.NXDOMAIN:
+            return TxtLookup(name, nxdomain=True)
+        if kind is DnsFailure.NO_ANSWER:
+            return TxtLookup(name)
+        return TxtLookup(name, error=SENDER_DOMAIN_CODES[kind])
+    # A TXT record may be split in strings of 255 bytes: they join with nothing between.
+    texts = tuple(b"".join(rdata.strings).decode("utf-8", errors="replace") for rdata in answer)
+    return TxtLookup(name, texts)
+
+
+class TxtCache:
+    """TXT look-ups of one probe: each name asked once, all in one task group."""
+
+    def __init__(
+        self,
+        resolver: dns.asyncresolver.Resolver,
+        deadline: float,
+        group: asyncio.TaskGroup,
+    ) -> None:
+        self._resolver = resolver
+        self._deadline = deadline
+        self._group = group
+        self._tasks: dict[str, asyncio.Task[TxtLookup]] = {}
+
+    def txt(self, name: str) -> asyncio.Task[TxtLookup]:
+        key = name.lower().rstrip(".")
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._group.create_task(_lookup_txt(self._resolver, key, self._deadline))
+            self._tasks[key] = task
+        return task
+
+    async def fetch(self, name: str) -> TxtLookup:
+        return await self.txt(name)
+
+
+@dataclass
+class Found:
+    """What the probe found and the problems, filled in by the three parts."""
+
+    domain: str
+    provider: Provider | None
+    details: dict[str, Any]
+    problems: list[Finding] = field(default_factory=list)
+    #: DNS failures by code -> what could not be looked up ("the SPF record", ...).
+    unchecked: dict[Code, list[str]] = field(default_factory=dict)
+
+    def problem(self, code: Code, message: str, hint: str) -> None:
+        self.problems.append(Finding(code, message, hint))
+
+    def dns_failed(self, code: Code, what: str) -> None:
+        self.unchecked.setdefault(code, []).append(what)
