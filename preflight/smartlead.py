@@ -35,6 +35,7 @@ import httpx
 
 from preflight._logfilter import install as install_log_filter
 from preflight._logfilter import mask_api_key
+from preflight.errors import PreflightError
 from preflight.secret import MASK, Secret
 
 __all__ = [
@@ -53,7 +54,7 @@ __all__ = [
 DEFAULT_BASE_URL: Final = "https://server.smartlead.ai/api/v1"
 
 
-class Unauthorized(Exception):
+class Unauthorized(PreflightError):
     """The API key was refused (401): no further call can succeed."""
 
 
@@ -311,7 +312,7 @@ def check_base_url(url: str) -> str:
     return text.rstrip("/")
 
 
-class LookupFailed(Exception):
+class LookupFailed(PreflightError):
     """Looking accounts up failed; the message is safe to show (scrubbed, no URL)."""
 
 
