@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dnslib import MX, QTYPE, RR, A, DNSRecord
+from dnslib import MX, QTYPE, RR, A, DNSRecord  # type: ignore[import-untyped]  # no type info
 
 import preflight
 from fixtures.dns_server import DnsServer, Zone
