@@ -36,9 +36,8 @@ def needs_postfix(stack: Stack) -> None:
 def good(stack: Stack, n: int = 0, **changes: Any) -> dict[str, Any]:
     """A good account; n makes its from_email unique (same mailbox behind it)."""
     local, domain = stack.credentials()[0].split("@")
-    return valid_payload(
-        stack, from_name=f"Sender {n}", from_email=f"{local}+{n}@{domain}", **changes
-    )
+    numbered = {"from_name": f"Sender {n}", "from_email": f"{local}+{n}@{domain}"}
+    return valid_payload(stack, **{**numbered, **changes})
 
 
 def write(path: Path, bodies: list[dict[str, Any]]) -> Path:

@@ -93,9 +93,8 @@ def trapped(trap: Trap, n: int = 0) -> dict[str, Any]:
 def good(stack: Stack, n: int = 0, **changes: Any) -> dict[str, Any]:
     """A good account against the local mail stack; n makes its from_email unique."""
     local, domain = stack.credentials()[0].split("@")
-    return valid_payload(
-        stack, from_name=f"Sender {n}", from_email=f"{local}+f{n}@{domain}", **changes
-    )
+    numbered = {"from_name": f"Sender {n}", "from_email": f"{local}+f{n}@{domain}"}
+    return valid_payload(stack, **{**numbered, **changes})
 
 
 def needs_postfix(stack: Stack) -> None:
