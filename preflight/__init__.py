@@ -4,9 +4,23 @@
     >>> report = preflight.check_sync(payload)          # a save-account body (dict)
     >>> report.ok, [(c.name, c.code) for c in report.checks]
 
-``check_account`` is the async form, ``check_many`` checks many accounts with
-bounded concurrency and yields reports as they finish, ``CheckOptions`` holds the
-deadline, trust and resolver settings, and ``Code`` the contract's codes.
+Every entry point takes the save-account body as a plain mapping (a ``dict`` of
+the SmartLead API's field names), or a ``RawAccount`` from ``read_accounts``:
+
+- ``validate(payload)``: the payload check alone, no network;
+- ``check_sync(payload, options=None)``, ``await check_account(payload, options=None,
+  *, index=0, shared=None)``: payload, DNS, SMTP and IMAP; a failed check is in the
+  report, not raised;
+- ``check_many(payloads, options=None, *, concurrency=20, per_host=5, ordered=False)``:
+  many accounts, bounded concurrency, reports as they finish;
+- ``guard_sync(payload, options=None)``, ``await guard(payload, options=None)``: the
+  report if the account passes, else ``AccountRejected``;
+- ``PreflightTransport`` / ``SyncPreflightTransport``: the same gate in an httpx client.
+
+``CheckOptions`` holds the deadline, trust and resolver settings, ``Shared`` what a
+batch of ``check_account`` calls shares (one DNS cache, the per-host bound), and
+``Code`` the contract's codes. ``PreflightError`` is the base of every exception
+preflight raises on purpose (``InputError``, ``AccountRejected``, ...).
 
 The public API is imported lazily (PEP 562), so that ``import preflight`` and the
 ``preflight --help`` entry point stay fast: the payload model pulls in
@@ -15,7 +29,9 @@ email-validator, and the probes asyncio, ssl and the protocol libraries.
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -29,10 +45,12 @@ __all__ = [
     "Code",
     "InputError",
     "Parsed",
+    "PreflightError",
     "PreflightTransport",
     "Problem",
     "RawAccount",
     "Secret",
+    "Shared",
     "Status",
     "SyncPreflightTransport",
     "Timeouts",
@@ -66,6 +84,8 @@ _WHERE = {
     "check_many": "preflight.runner",
     "check_sync": "preflight.runner",
     "CheckOptions": "preflight.options",
+    "PreflightError": "preflight.errors",
+    "Shared": "preflight.runner",
     "AccountRejected": "preflight.guard",
     "guard": "preflight.guard",
     "guard_sync": "preflight.guard",
@@ -75,14 +95,34 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from preflight.errors import PreflightError
     from preflight.guard import AccountRejected, guard, guard_sync
     from preflight.httpx_guard import PreflightTransport, SyncPreflightTransport
     from preflight.options import CheckOptions, Timeouts
     from preflight.payload import FIELDS, Account, AccountType, Parsed, Problem, parse_account
     from preflight.reader import InputError, RawAccount, read_accounts
     from preflight.report import AccountReport, CheckResult, Code, Status
-    from preflight.runner import check_account, check_many, check_sync, validate
+    from preflight.runner import Shared, check_account, check_many, check_sync, validate
     from preflight.secret import Secret
+
+
+class _Package(ModuleType):
+    """The package's module type: an imported submodule never hides an exported name.
+
+    The import system binds every submodule on its package once it is loaded, so
+    after ``preflight.guard`` the module (imported by ``preflight.httpx_guard`` or
+    by ``from preflight.guard import ...``), ``preflight.guard`` would be that
+    module instead of the ``guard`` function. The function wins; the module stays
+    importable by its dotted name (``from preflight.guard import AccountRejected``).
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _WHERE and isinstance(value, ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

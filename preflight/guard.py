@@ -12,7 +12,7 @@ when the account passes (warnings allowed), so a caller can still look at it.
 
 Exceptions::
 
-    ValueError
+    PreflightError, ValueError
      └── AccountRejected     the account failed a check; .report says which and why
 
 A failed check is a result everywhere else in preflight; here the caller asked for
@@ -29,6 +29,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from preflight.errors import PreflightError
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount
 from preflight.render import printable
@@ -40,7 +41,7 @@ __all__ = ["AccountRejected", "guard", "guard_sync", "summary"]
 _MAX_LABEL = 120
 
 
-class AccountRejected(ValueError):
+class AccountRejected(PreflightError, ValueError):
     """The account failed at least one check and must not be submitted.
 
     ``report`` is the full :class:`AccountReport`; ``str()`` is one line naming the

@@ -52,19 +52,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
-from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
 
+from preflight._logfilter import install as install_log_filter
 from preflight.guard import summary
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount, json_object
 from preflight.render import json_text
 from preflight.report import AccountReport
 from preflight.runner import check_account
-from preflight.secret import MASK
 
 __all__ = [
     "REJECTED_CODE",
@@ -80,39 +78,7 @@ REJECTED_CODE: Final = "PREFLIGHT_REJECTED"
 REPORT_EXTENSION: Final = "preflight_report"
 
 _SAVE_SUFFIX: Final = "/email-accounts/save"
-_KEY_IN_TEXT: Final = re.compile(r"(?i)(api_key=)[^&#\s\"'>]*")
-
 _log = logging.getLogger(__name__)
-
-
-class _MaskApiKey(logging.Filter):
-    """Masks ``api_key=...`` values in the records of the loggers it is attached to."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "api_key" in record.msg.lower():
-            record.msg = _KEY_IN_TEXT.sub(rf"\g<1>{MASK}", record.msg)
-        if isinstance(record.args, Mapping):  # "%(name)s" formatting
-            record.args = {k: _masked(v) for k, v in record.args.items()}
-        elif record.args:
-            record.args = tuple(_masked(a) for a in record.args)
-        return True
-
-
-def _masked(value: object) -> object:
-    text = str(value)
-    if "api_key" not in text.lower():
-        return value
-    return _KEY_IN_TEXT.sub(rf"\g<1>{MASK}", text)
-
-
-_MASK_FILTER: Final = _MaskApiKey()
-
-
-def _mask_httpx_logs() -> None:
-    for name in ("httpx", "httpcore"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _MaskApiKey) for f in logger.filters):
-            logger.addFilter(_MASK_FILTER)
 
 
 def is_account_save(request: httpx.Request) -> bool:
@@ -191,7 +157,7 @@ class PreflightTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self.options = options
-        _mask_httpx_logs()
+        install_log_filter()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not is_account_save(request):
@@ -224,7 +190,7 @@ class SyncPreflightTransport(httpx.BaseTransport):
     ) -> None:
         self.transport = transport if transport is not None else httpx.HTTPTransport()
         self.options = options
-        _mask_httpx_logs()
+        install_log_filter()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if not is_account_save(request):

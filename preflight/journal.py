@@ -17,7 +17,8 @@ Each entry is written with one ``os.write`` of the whole line on an ``O_APPEND``
 descriptor, then ``fsync``: a crash can tear at most the line being written. On
 open, a last line without its newline (a torn tail) is repaired: completed with a
 newline when it is a whole entry, else cut off; either way it is reported. Lines
-that cannot be read (not UTF-8, not JSON) are skipped and reported by number.
+that cannot be read (not UTF-8, not JSON, not an entry) are skipped and reported
+by number (:attr:`Journal.bad_lines`).
 
 One run at a time: :meth:`Journal.open` takes an exclusive ``flock`` on a sidecar
 ``JOURNAL.lock`` (which holds the owner's pid) for as long as the journal is open;
@@ -42,6 +43,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from preflight.errors import PreflightError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -88,7 +91,7 @@ def _same_base_url(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
 
-class JournalError(Exception):
+class JournalError(PreflightError):
     """The journal cannot be used; the message says why, for the user."""
 
 
@@ -127,7 +130,10 @@ class Journal:
 
     path: Path | None
     last: dict[str, Entry] = field(default_factory=dict)
-    #: Line numbers (1-based) of lines that could not be read and were skipped.
+    #: Line numbers (1-based) of the lines skipped on open: not UTF-8, not JSON, not
+    #: a JSON object, or an object without ``key`` and ``event`` (not an entry).
+    #: Blank lines are not counted; a torn last line is in ``repaired`` instead.
+    #: ``preflight submit`` prints them on stderr before it starts.
     bad_lines: list[int] = field(default_factory=list)
     #: What was done to a torn last line, for the user ("" when there was none).
     repaired: str = ""

@@ -33,7 +33,6 @@ from preflight.secret import Secret
 __all__ = [
     "FIELDS",
     "REQUIRED",
-    "SECRET_FIELDS",
     "Account",
     "AccountType",
     "FieldSpec",

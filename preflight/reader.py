@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
+from preflight.errors import PreflightError
 from preflight.payload import FIELDS, Kind, RawObject
 
 __all__ = [
@@ -47,7 +48,7 @@ _BOM: Final = b"\xef\xbb\xbf"
 _SPACE: Final = b" \t\r\n"
 
 
-class InputError(Exception):
+class InputError(PreflightError):
     """The input cannot be read or parsed at all (a usage error: exit status 2)."""
 
     def __init__(self, source: str, message: str, line: int | None = None) -> None:

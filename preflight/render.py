@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from preflight.submit import SubmitRecord
 
 __all__ = [
-    "OUTPUT_FORMATS",
     "JsonLinesWriter",
     "JsonWriter",
     "TextWriter",
@@ -41,8 +40,6 @@ __all__ = [
     "printable",
     "use_color",
 ]
-
-OUTPUT_FORMATS: Final = ("text", "json", "jsonl")
 
 
 class Reportable(Protocol):

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from preflight.resolver import HostLookup
 
 __all__ = [
+    "Shared",
     "account_label",
     "check_account",
     "check_many",
@@ -107,15 +108,23 @@ def check_payload(raw: RawAccount) -> tuple[CheckResult, Account | None]:
     return result, parsed.account
 
 
-def validate(raw: RawAccount) -> AccountReport:
-    """The report of ``preflight validate``: the payload check, no network."""
-    payload, account = check_payload(raw)
+def validate(payload: RawAccount | Mapping[str, Any], *, index: int = 0) -> AccountReport:
+    """The report of ``preflight validate``: the payload check alone, no network.
+
+    ``payload`` is the save-account body (a mapping: field names and values as the
+    SmartLead API takes them) or a :class:`RawAccount` from
+    :func:`preflight.read_accounts`. ``index`` is the report's ``index`` for a
+    mapping (a :class:`RawAccount` carries its own). The other checks are reported
+    as skipped.
+    """
+    raw = _as_raw(payload, index)
+    payload_result, account = check_payload(raw)
     why = (
         "not run: validate checks the payload only"
         if account is not None
         else "not run: the payload is invalid"
     )
-    checks = (payload, *(skipped(name, why) for name in CHECK_NAMES[1:]))
+    checks = (payload_result, *(skipped(name, why) for name in CHECK_NAMES[1:]))
     return AccountReport(raw.index, account_label(raw.data), checks, raw.line)
 
 
@@ -132,7 +141,17 @@ DEFAULT_PER_HOST = 5
 
 class Shared:
     """What the accounts of one run share: the resolver and its cache, host
-    addresses, and the per-host bound on simultaneous connections."""
+    addresses, and the per-host bound on simultaneous connections.
+
+    :func:`check_many` makes one for its run. A caller that schedules
+    :func:`check_account` itself passes one ``Shared`` to every call of a batch
+    (``shared=``), so the batch looks up each domain once and opens at most
+    ``per_host`` connections to one server host; then calls :meth:`close` once
+    the batch is done. Build it inside the event loop that runs the checks.
+
+    ``options`` are the batch's :class:`CheckOptions` (its resolver settings are
+    used here); ``per_host`` (at least 1) bounds simultaneous logins per host.
+    """
 
     def __init__(self, options: CheckOptions, per_host: int = DEFAULT_PER_HOST) -> None:
         from preflight.resolver import make_resolver
@@ -209,6 +228,7 @@ class Shared:
         return self._slots[key]
 
     def close(self) -> None:
+        """Cancel the look-ups still in flight (the accounts using them are done)."""
         for task in [*self._hosts.values(), *self._mx.values(), *self._domains.values()]:
             task.cancel()
 
@@ -220,7 +240,11 @@ async def _shared(future: asyncio.Future[CheckResult]) -> CheckResult:
 def _as_raw(payload: RawAccount | Mapping[str, Any], index: int) -> RawAccount:
     if isinstance(payload, RawAccount):
         return payload
-    return RawAccount(index, None, payload)
+    # A read-only or custom mapping is read as the dict it stands for.
+    data = (
+        dict(payload) if isinstance(payload, Mapping) and not isinstance(payload, dict) else payload
+    )
+    return RawAccount(index, None, data)
 
 
 async def check_account(
@@ -232,11 +256,19 @@ async def check_account(
 ) -> AccountReport:
     """Check one account: the payload, then DNS, SMTP and IMAP side by side.
 
-    ``payload`` is the save-account body (a mapping) or a :class:`RawAccount` from
-    :func:`preflight.read_accounts`. The report is complete within
-    ``options.timeout`` seconds (plus a little for closing connections) of the
-    moment its servers had a free slot (``Shared.per_host``). An invalid payload
-    contacts nothing.
+    - ``payload``: the save-account body (a mapping) or a :class:`RawAccount`
+      from :func:`preflight.read_accounts`.
+    - ``options``: deadline, trust, resolver and probe settings
+      (:class:`CheckOptions`; the defaults when ``None``).
+    - ``index``: the report's ``index`` for a mapping (a :class:`RawAccount`
+      carries its own).
+    - ``shared``: a :class:`Shared` common to a batch of calls (one DNS cache, one
+      per-host bound); ``None`` gives this call one of its own.
+
+    The report is complete within ``options.timeout`` seconds (plus a little for
+    closing connections) of the moment its servers had a free slot
+    (``Shared.per_host``). An invalid payload contacts nothing. A failed check is
+    in the report, not raised.
     """
     options = options or CheckOptions()
     raw = _as_raw(payload, index)
@@ -463,6 +495,11 @@ async def check_many(
     ``per_host`` connections to one server host, yielding each report as it
     finishes (in input order when ``ordered``). Input is read lazily.
 
+    ``payloads`` is an iterable or async iterable of save-account bodies (mappings)
+    or :class:`RawAccount`; a mapping's report ``index`` is its position in it.
+    ``options`` as for :func:`check_account`; ``concurrency`` and ``per_host`` are
+    at least 1.
+
     Closing the iterator early (or cancelling the task iterating it) cancels the
     checks in flight; their connections are closed.
     """
@@ -524,6 +561,8 @@ def check_sync(
     payload: RawAccount | Mapping[str, Any], options: CheckOptions | None = None
 ) -> AccountReport:
     """Check one account from synchronous code (a script, a pre-submit hook).
+
+    ``payload`` and ``options`` as for :func:`check_account`.
 
     ``report = preflight.check_sync(payload)``, then act on ``report.ok``.
     Inside a running event loop, ``await preflight.check_account(payload)`` instead.

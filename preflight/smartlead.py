@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import email.utils
-import logging
 import math
 import re
 import time
@@ -34,6 +33,9 @@ from typing import Any, Final
 
 import httpx
 
+from preflight._logfilter import install as install_log_filter
+from preflight._logfilter import mask_api_key
+from preflight.errors import PreflightError
 from preflight.secret import MASK, Secret
 
 __all__ = [
@@ -50,35 +52,9 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL: Final = "https://server.smartlead.ai/api/v1"
-_KEY_IN_TEXT: Final = re.compile(r"(?i)(api[_-]?key(?:=|%3D))[^&\s\"'<>]*")
 
 
-class _MaskApiKey(logging.Filter):
-    """Masks ``api_key=...`` in records of the loggers it is attached to."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args:
-            args = record.args if isinstance(record.args, tuple) else (record.args,)
-            record.args = tuple(
-                _KEY_IN_TEXT.sub(rf"\g<1>{MASK}", str(a)) if "api_key" in str(a) else a
-                for a in args
-            )
-        if isinstance(record.msg, str) and "api_key" in record.msg:
-            record.msg = _KEY_IN_TEXT.sub(rf"\g<1>{MASK}", record.msg)
-        return True
-
-
-_MASK_FILTER: Final = _MaskApiKey()
-
-
-def _mask_loggers() -> None:
-    for name in ("httpx", "httpcore"):
-        logger = logging.getLogger(name)
-        if _MASK_FILTER not in logger.filters:
-            logger.addFilter(_MASK_FILTER)
-
-
-class Unauthorized(Exception):
+class Unauthorized(PreflightError):
     """The API key was refused (401): no further call can succeed."""
 
 
@@ -209,7 +185,7 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` with every secret and every ``api_key=...`` value masked."""
     from preflight.net import scrub as net_scrub
 
-    return _KEY_IN_TEXT.sub(rf"\g<1>{MASK}", net_scrub(text, secrets))
+    return mask_api_key(net_scrub(text, secrets))
 
 
 def _details(details: Any) -> str:
@@ -336,7 +312,7 @@ def check_base_url(url: str) -> str:
     return text.rstrip("/")
 
 
-class LookupFailed(Exception):
+class LookupFailed(PreflightError):
     """Looking accounts up failed; the message is safe to show (scrubbed, no URL)."""
 
 
@@ -370,7 +346,7 @@ class SmartLeadClient:
         notify: Callable[[str], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        _mask_loggers()
+        install_log_filter()
         self._key = api_key
         self.base_url = base_url.rstrip("/")
         self._limiter = _Limiter(rate_limit or RateLimit())

@@ -29,18 +29,7 @@ from preflight.smartlead import (
     Unauthorized,
 )
 
-__all__ = ["VERDICTS", "SubmitRecord", "submit_many"]
-
-#: What happened to an account, in the order the summary lists them.
-VERDICTS = (
-    "saved",
-    "already_saved",
-    "dry_run",
-    "failed_check",
-    "rejected",
-    "unknown",
-    "not_sent",
-)
+__all__ = ["SubmitRecord", "submit_many"]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import preflight
+from fixtures.accounts import valid_payload
 from fixtures.pytest_support import tagged
 from fixtures.stack import Stack
 from preflight.options import CheckOptions, Timeouts
@@ -30,25 +31,6 @@ CANARY = "CANARY-cli-3q8w"
 def needs_postfix(stack: Stack) -> None:
     if "postfix" in stack.unavailable:
         pytest.skip(stack.unavailable["postfix"])
-
-
-def payload(stack: Stack, **changes: Any) -> dict[str, Any]:
-    user, password = stack.credentials()
-    body = {
-        "from_name": "Alice",
-        "from_email": user,
-        "user_name": user,
-        "password": password,
-        "smtp_host": stack.mail_host,
-        "smtp_port": 587,
-        "imap_host": stack.mail_host,
-        "imap_port": 993,
-        "warmup_enabled": True,
-        "total_warmup_per_day": 15,
-        "max_email_per_day": 40,
-    }
-    body.update(changes)
-    return body
 
 
 def local_flags(stack: Stack) -> list[str]:
@@ -88,7 +70,7 @@ def write_jsonl(path: Path, bodies: list[dict[str, Any]]) -> Path:
 def test_good_account_passes_every_check(stack: Stack, tmp_path: Path) -> None:
     """A good account: exit 0, and payload, mx, smtp, imap all pass with TLS details."""
     needs_postfix(stack)
-    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack)])
+    accounts = write_jsonl(tmp_path / "a.jsonl", [valid_payload(stack)])
     done = run("check", str(accounts), "--format", "jsonl", *local_flags(stack))
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
@@ -110,10 +92,10 @@ def test_mixed_file_reports_each_and_exits_1(stack: Stack, tmp_path: Path) -> No
     """Good, wrong-password and invalid accounts: exit 1, each reported; no canary shown."""
     needs_postfix(stack)
     bodies = [
-        payload(stack),
-        payload(stack, password=CANARY, smtp_port=465),
-        payload(stack, password=CANARY, smtp_port=70000, type="YAHOO"),
-        payload(stack, from_email=f"x@{stack.domains['nxdomain']}", password=CANARY),
+        valid_payload(stack),
+        valid_payload(stack, password=CANARY, smtp_port=465),
+        valid_payload(stack, password=CANARY, smtp_port=70000, type="YAHOO"),
+        valid_payload(stack, from_email=f"x@{stack.domains['nxdomain']}", password=CANARY),
     ]
     accounts = write_jsonl(tmp_path / "a.jsonl", bodies)
     for fmt in ("json", "jsonl", "text"):
@@ -144,7 +126,7 @@ def test_mixed_file_reports_each_and_exits_1(stack: Stack, tmp_path: Path) -> No
 def test_text_report_shows_hints(stack: Stack, tmp_path: Path) -> None:
     """The text table shows the failing check, its code and its hint."""
     needs_postfix(stack)
-    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack, password=CANARY)])
+    accounts = write_jsonl(tmp_path / "a.jsonl", [valid_payload(stack, password=CANARY)])
     done = run("check", str(accounts), *local_flags(stack))
     assert done.returncode == 1
     assert "smtp      fail  auth_failed" in done.stdout
@@ -216,8 +198,10 @@ def test_no_password_source_is_usage_error(stack: Stack) -> None:
 def test_stdin_hook_pattern(stack: Stack) -> None:
     """`preflight check - < account.json && ...`: the exit status gates the next step."""
     needs_postfix(stack)
-    good = run("check", "-", *local_flags(stack), stdin=json.dumps(payload(stack)))
-    bad = run("check", "-", *local_flags(stack), stdin=json.dumps(payload(stack, password=CANARY)))
+    good = run("check", "-", *local_flags(stack), stdin=json.dumps(valid_payload(stack)))
+    bad = run(
+        "check", "-", *local_flags(stack), stdin=json.dumps(valid_payload(stack, password=CANARY))
+    )
     assert (good.returncode, bad.returncode) == (0, 1)
     assert CANARY not in bad.stdout + bad.stderr
 
@@ -255,7 +239,7 @@ def test_invalid_payload_contacts_nothing(
 ) -> None:
     """An invalid payload skips every network check: the server sees no connection."""
     port, accepted = listener
-    body = payload(
+    body = valid_payload(
         stack,
         smtp_host="127.0.0.1",
         smtp_port=port,
@@ -274,7 +258,7 @@ def test_silent_servers_cannot_hold_past_deadline(
 ) -> None:
     """Servers that never speak: the account's report comes within --timeout + 1 s."""
     port, accepted = listener
-    body = payload(
+    body = valid_payload(
         stack, smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port
     )
     started = time.monotonic()
@@ -302,8 +286,8 @@ def test_silent_servers_cannot_hold_past_deadline(
 def test_check_sync_library_hook(stack: Stack) -> None:
     """preflight.check_sync(payload) returns a report with .ok, for hooks in other tools."""
     needs_postfix(stack)
-    good = preflight.check_sync(payload(stack), options(stack))
-    bad = preflight.check_sync(payload(stack, password=CANARY), options(stack))
+    good = preflight.check_sync(valid_payload(stack), options(stack))
+    bad = preflight.check_sync(valid_payload(stack, password=CANARY), options(stack))
     assert good.ok is True
     assert bad.ok is False
     assert bad.check("smtp").code is preflight.Code.AUTH_FAILED
@@ -322,7 +306,7 @@ async def test_probes_run_side_by_side(stack: Stack) -> None:
 
     server = await asyncio.start_server(slow_then_hang_up, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    body = payload(
+    body = valid_payload(
         stack, smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port
     )
     opts = options(
@@ -345,7 +329,9 @@ async def test_probes_run_side_by_side(stack: Stack) -> None:
 async def test_check_many_bounded_and_streaming(stack: Stack) -> None:
     """check_many yields one report per account, each once, under a concurrency bound."""
     needs_postfix(stack)
-    bodies = [payload(stack) if i % 2 else payload(stack, password=CANARY) for i in range(8)]
+    bodies = [
+        valid_payload(stack) if i % 2 else valid_payload(stack, password=CANARY) for i in range(8)
+    ]
     seen = [
         (report.index, report.ok)
         async for report in preflight.check_many(bodies, options(stack), concurrency=3)
@@ -370,7 +356,7 @@ def test_deadline_options_are_one_object() -> None:
 def test_domain_problems_warn_unless_strict(stack: Stack, tmp_path: Path) -> None:
     """A sending domain without SPF/DMARC/DKIM warns (exit 0); --strict fails it (exit 1)."""
     needs_postfix(stack)
-    body = payload(stack, from_email=f"alice@{stack.domains['a_only']}")
+    body = valid_payload(stack, from_email=f"alice@{stack.domains['a_only']}")
     accounts = write_jsonl(tmp_path / "a.jsonl", [body])
     relaxed = run("check", str(accounts), "--format", "jsonl", *local_flags(stack))
     strict = run("check", str(accounts), "--format", "jsonl", "--strict", *local_flags(stack))
@@ -386,8 +372,8 @@ def test_domain_problems_warn_unless_strict(stack: Stack, tmp_path: Path) -> Non
 def test_roundtrip_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
     """--roundtrip: a real message goes out over 465 and is found over 993, then deleted."""
     needs_postfix(stack)
-    good = payload(stack, smtp_port=465)
-    wrong_box = payload(
+    good = valid_payload(stack, smtp_port=465)
+    wrong_box = valid_payload(
         stack,
         smtp_port=465,
         imap_user_name=list(stack.users)[1],
@@ -428,7 +414,7 @@ def test_roundtrip_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
 def test_unreachable_port_hint_names_settings_that_answer(stack: Stack, tmp_path: Path) -> None:
     """When the configured port does not answer, the hint names the ones that do."""
     needs_postfix(stack)
-    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack, smtp_port=2525)])
+    accounts = write_jsonl(tmp_path / "a.jsonl", [valid_payload(stack, smtp_port=2525)])
     done = run("check", str(accounts), "--format", "jsonl", *local_flags(stack))
     smtp = json.loads(done.stdout)["checks"][2]
     assert smtp["code"] == "connect_refused"
@@ -442,7 +428,9 @@ def test_unreachable_port_hint_names_settings_that_answer(stack: Stack, tmp_path
 def test_text_report_of_insecure_warnings(stack: Stack, tmp_path: Path) -> None:
     """--insecure: passing smtp/imap checks carry warnings; text renders them, exit 0."""
     needs_postfix(stack)
-    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack), payload(stack, smtp_port=465)])
+    accounts = write_jsonl(
+        tmp_path / "a.jsonl", [valid_payload(stack), valid_payload(stack, smtp_port=465)]
+    )
     done = run("check", str(accounts), "--insecure", *local_flags(stack))
     assert "Traceback" not in done.stderr
     assert done.returncode == 0, done.stdout + done.stderr
@@ -502,7 +490,7 @@ def hostile_smtp() -> Iterator[int]:
 def test_non_utf8_reply_does_not_crash_any_output(stack: Stack, tmp_path: Path) -> None:
     """A reply with non-UTF-8 bytes and control sequences: -o FILE and a strict stdout survive."""
     with hostile_smtp() as port:
-        body = payload(stack, smtp_host="127.0.0.1", smtp_port=port, password=CANARY)
+        body = valid_payload(stack, smtp_host="127.0.0.1", smtp_port=port, password=CANARY)
         accounts = write_jsonl(tmp_path / "a.jsonl", [body])
         flags = ["--smtp-security", "plain", "--allow-plaintext-auth", "--timeout", "5"]
         flags += ["--no-domain-check", *local_flags(stack)]
@@ -540,10 +528,10 @@ def test_ctrl_c_with_output_file_keeps_interrupted_document(
     """SIGINT with --format json -o FILE: FILE untouched until then, then the interrupted
     document, mode 0600, no temporary file left."""
     port, accepted = listener
-    body = payload(
+    body = valid_payload(
         stack, smtp_host="127.0.0.1", smtp_port=port, imap_host="127.0.0.1", imap_port=port
     )
-    accounts = write_jsonl(tmp_path / "a.jsonl", [payload(stack, smtp_prot=1)] + [body] * 8)
+    accounts = write_jsonl(tmp_path / "a.jsonl", [valid_payload(stack, smtp_prot=1)] + [body] * 8)
     out = tmp_path / "report.json"
     out.write_text("previous report\n")
     out.chmod(0o644)

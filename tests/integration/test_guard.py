@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import pickle
-from typing import Any
 
 import pytest
 
+from fixtures.accounts import valid_payload
 from fixtures.stack import Stack
 from preflight.guard import AccountRejected, guard, guard_sync
 from preflight.options import CheckOptions
@@ -19,25 +19,6 @@ CANARY = "PW-CANARY-guard-4kz8"
 def needs_postfix(stack: Stack) -> None:
     if "postfix" in stack.unavailable:
         pytest.skip(stack.unavailable["postfix"])
-
-
-def payload(stack: Stack, **changes: Any) -> dict[str, Any]:
-    user, password = stack.credentials()
-    body: dict[str, Any] = {
-        "from_name": "Alice",
-        "from_email": user,
-        "user_name": user,
-        "password": password,
-        "smtp_host": stack.mail_host,
-        "smtp_port": 587,
-        "imap_host": stack.mail_host,
-        "imap_port": 993,
-        "warmup_enabled": True,
-        "total_warmup_per_day": 15,
-        "max_email_per_day": 40,
-    }
-    body.update(changes)
-    return body
 
 
 def options(stack: Stack) -> CheckOptions:
@@ -52,7 +33,7 @@ def options(stack: Stack) -> CheckOptions:
 def test_guard_sync_returns_report_of_good_account(stack: Stack) -> None:
     """guard_sync returns the passing report of a good account."""
     needs_postfix(stack)
-    report = guard_sync(payload(stack), options(stack))
+    report = guard_sync(valid_payload(stack), options(stack))
     assert report.ok is True
     assert [c.code for c in report.checks] == [Code.OK] * 5  # payload, mx, smtp, imap, domain
 
@@ -61,7 +42,7 @@ def test_guard_sync_returns_report_of_good_account(stack: Stack) -> None:
 async def test_guard_returns_report_of_good_account(stack: Stack) -> None:
     """await guard(...) returns the passing report of a good account."""
     needs_postfix(stack)
-    report = await guard(payload(stack), options(stack))
+    report = await guard(valid_payload(stack), options(stack))
     assert report.ok is True
     assert report.account == stack.credentials()[0]
 
@@ -70,7 +51,7 @@ def test_guard_sync_rejects_wrong_password(stack: Stack) -> None:
     """A wrong password raises AccountRejected carrying the report; str() names the codes."""
     needs_postfix(stack)
     with pytest.raises(AccountRejected) as caught:
-        guard_sync(payload(stack, password=CANARY), options(stack))
+        guard_sync(valid_payload(stack, password=CANARY), options(stack))
     exc = caught.value
     user = stack.credentials()[0]
     assert str(exc) == f"preflight rejected {user}: smtp auth_failed, imap auth_failed"
@@ -107,7 +88,7 @@ def test_rejection_pickles_without_password(stack: Stack) -> None:
     """AccountRejected survives pickling (a worker process) and the bytes hold no password."""
     needs_postfix(stack)
     with pytest.raises(AccountRejected) as caught:
-        guard_sync(payload(stack, password=CANARY), options(stack))
+        guard_sync(valid_payload(stack, password=CANARY), options(stack))
     data = pickle.dumps(caught.value)
     assert CANARY.encode() not in data
     copy = pickle.loads(data)  # noqa: S301 - our own bytes, just made

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fixtures.accounts import valid_payload
 from fixtures.smartlead import RateLimit, SmartLeadServer
 from fixtures.stack import Stack
 from preflight.httpx_guard import (
@@ -37,26 +38,6 @@ CANARY = "PW-CANARY-httpx-9xw2"
 def needs_postfix(stack: Stack) -> None:
     if "postfix" in stack.unavailable:
         pytest.skip(stack.unavailable["postfix"])
-
-
-def good_payload(stack: Stack, **changes: Any) -> dict[str, Any]:
-    """A save body for the stack's first user that passes every check."""
-    user, password = stack.credentials()
-    body: dict[str, Any] = {
-        "from_name": "Alice",
-        "from_email": user,
-        "user_name": user,
-        "password": password,
-        "smtp_host": stack.mail_host,
-        "smtp_port": 587,
-        "imap_host": stack.mail_host,
-        "imap_port": 993,
-        "warmup_enabled": True,
-        "total_warmup_per_day": 15,
-        "max_email_per_day": 40,
-    }
-    body.update(changes)
-    return body
 
 
 def invalid_payload() -> dict[str, Any]:
@@ -199,7 +180,7 @@ async def test_good_payload_forwarded_byte_for_byte(
     needs_postfix(stack)
     user, _ = stack.credentials()
     # Odd spacing, key order and escapes: any re-serialisation would show.
-    raw = json.dumps(good_payload(stack), indent=3, ensure_ascii=True).encode()
+    raw = json.dumps(valid_payload(stack), indent=3, ensure_ascii=True).encode()
     raw = raw.replace(b'"Alice"', b'"Al\\u0069ce"')
     recorder = Recording()
 
@@ -234,7 +215,7 @@ async def test_wrong_password_blocked_with_auth_failed(
 ) -> None:
     """A wrong password is caught by real SMTP and IMAP logins; the save never leaves."""
     needs_postfix(stack)
-    body = good_payload(stack, password=CANARY)
+    body = valid_payload(stack, password=CANARY)
     async with httpx.AsyncClient(
         transport=PreflightTransport(options=stack_options(stack))
     ) as client:
@@ -296,10 +277,10 @@ def test_sync_transport_blocks_bad_and_forwards_good(
     with httpx.Client(transport=SyncPreflightTransport(options=stack_options(stack))) as client:
         bad = client.post(save_url(smartlead), params=PARAMS, json=invalid_payload())
         wrong = client.post(
-            save_url(smartlead, "/"), params=PARAMS, json=good_payload(stack, password=CANARY)
+            save_url(smartlead, "/"), params=PARAMS, json=valid_payload(stack, password=CANARY)
         )
         assert smartlead.received == []
-        good = client.post(save_url(smartlead), params=PARAMS, json=good_payload(stack))
+        good = client.post(save_url(smartlead), params=PARAMS, json=valid_payload(stack))
         listing = client.get(f"{smartlead.base_url}/email-accounts/", params=PARAMS)
     assert codes(assert_local_rejection(bad))["payload"] == "payload_invalid"
     assert codes(assert_local_rejection(wrong))["smtp"] == "auth_failed"
@@ -326,8 +307,8 @@ def test_sync_transport_works_in_a_thread_without_loop(
                 errors.append(exc)
 
         threads = [
-            threading.Thread(target=post, args=(good_payload(stack, password=CANARY),)),
-            threading.Thread(target=post, args=(good_payload(stack),)),
+            threading.Thread(target=post, args=(valid_payload(stack, password=CANARY),)),
+            threading.Thread(target=post, args=(valid_payload(stack),)),
         ]
         for thread in threads:
             thread.start()
@@ -370,9 +351,9 @@ async def test_api_key_and_password_never_logged(
         responses = [
             await client.post(save_url(smartlead), params=PARAMS, json=invalid_payload()),
             await client.post(
-                save_url(smartlead), params=PARAMS, json=good_payload(stack, password=CANARY)
+                save_url(smartlead), params=PARAMS, json=valid_payload(stack, password=CANARY)
             ),
-            await client.post(save_url(smartlead), params=PARAMS, json=good_payload(stack)),
+            await client.post(save_url(smartlead), params=PARAMS, json=valid_payload(stack)),
             await client.get(f"{smartlead.base_url}/email-accounts/", params=PARAMS),
         ]
     with httpx.Client(transport=SyncPreflightTransport()) as sync_client:

@@ -356,6 +356,8 @@ class Stub:
     starttls_extra: bytes = b""  # sent with the STARTTLS answer, before the handshake
     lines: list[str] = field(default_factory=list)
     tls_started: bool = False
+    #: Set when a session has ended: whatever the client sent has been read.
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -366,6 +368,7 @@ class Stub:
             writer.close()
             with contextlib.suppress(ConnectionError, ssl.SSLError, OSError):
                 await writer.wait_closed()
+            self.ended.set()
 
     async def _read_command(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -724,7 +727,7 @@ async def test_plaintext_never_sends_login(start_stub: StartStub) -> None:
     stub, port = await start_stub(tls=False)
     result = await probe("imap.stub.test", "127.0.0.1", port, imap_security="plain")
     assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
-    await asyncio.sleep(0.05)  # let the stub read whatever was sent
+    await asyncio.wait_for(stub.ended.wait(), 5)  # the stub has read whatever was sent
     assert stub.lines  # the session got as far as CAPABILITY
     assert not stub.commands("LOGIN")
     assert not stub.commands("AUTHENTICATE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def options(stack: Stack, dns_timeout: float = 2.0) -> CheckOptions:
     )
 
 
-async def mx(stack: Stack, role: str, timeout: float = 5.0) -> tuple[Status, Code, dict]:
+async def mx(stack: Stack, role: str, timeout: float = 5.0) -> tuple[Status, Code, dict[str, Any]]:
     resolver = make_resolver(options(stack))
     result = await probe_mx(stack.domains[role], resolver, timeout)
     return result.status, result.code, dict(result.details)

@@ -19,7 +19,7 @@ import pytest
 
 from fixtures.certs import CertFiles, CertSet, make_certs
 from preflight.imap_probe import probe_imap
-from preflight.options import CheckOptions
+from preflight.options import CheckOptions, Security
 from preflight.payload import Account, parse_account
 from preflight.report import CheckResult, Code
 from preflight.resolver import HostLookup
@@ -136,7 +136,7 @@ async def test_tls_failure_is_reported_alike(
     context = server_context(getattr(certs, key))
     smtp_script = smtp_starttls if starttls else None
     imap_script = imap_starttls if starttls else None
-    security = "starttls" if starttls else "ssl"
+    security: Security = "starttls" if starttls else "ssl"
     options = CheckOptions(
         ca_file=str(certs.ca_file), smtp_security=security, imap_security=security
     )

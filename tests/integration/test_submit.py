@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.accounts import valid_payload
 from fixtures.smartlead import RateLimit, SmartLeadServer
 from fixtures.stack import Stack
 
@@ -34,23 +35,9 @@ def needs_postfix(stack: Stack) -> None:
 
 def good(stack: Stack, n: int = 0, **changes: Any) -> dict[str, Any]:
     """A good account; n makes its from_email unique (same mailbox behind it)."""
-    user, password = stack.credentials()
-    local, domain = user.split("@")
-    body = {
-        "from_name": f"Sender {n}",
-        "from_email": f"{local}+{n}@{domain}",
-        "user_name": user,
-        "password": password,
-        "smtp_host": stack.mail_host,
-        "smtp_port": 587,
-        "imap_host": stack.mail_host,
-        "imap_port": 993,
-        "warmup_enabled": True,
-        "total_warmup_per_day": 15,
-        "max_email_per_day": 40,
-    }
-    body.update(changes)
-    return body
+    local, domain = stack.credentials()[0].split("@")
+    numbered = {"from_name": f"Sender {n}", "from_email": f"{local}+{n}@{domain}"}
+    return valid_payload(stack, **{**numbered, **changes})
 
 
 def write(path: Path, bodies: list[dict[str, Any]]) -> Path:

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.accounts import valid_payload
 from fixtures.smartlead import RateLimit, SmartLeadServer
 from fixtures.stack import Stack
 from preflight.journal import Journal
@@ -91,23 +92,9 @@ def trapped(trap: Trap, n: int = 0) -> dict[str, Any]:
 
 def good(stack: Stack, n: int = 0, **changes: Any) -> dict[str, Any]:
     """A good account against the local mail stack; n makes its from_email unique."""
-    user, password = stack.credentials()
-    local, domain = user.split("@")
-    body = {
-        "from_name": f"Sender {n}",
-        "from_email": f"{local}+f{n}@{domain}",
-        "user_name": user,
-        "password": password,
-        "smtp_host": stack.mail_host,
-        "smtp_port": 587,
-        "imap_host": stack.mail_host,
-        "imap_port": 993,
-        "warmup_enabled": True,
-        "total_warmup_per_day": 15,
-        "max_email_per_day": 40,
-    }
-    body.update(changes)
-    return body
+    local, domain = stack.credentials()[0].split("@")
+    numbered = {"from_name": f"Sender {n}", "from_email": f"{local}+f{n}@{domain}"}
+    return valid_payload(stack, **{**numbered, **changes})
 
 
 def needs_postfix(stack: Stack) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import dns.exception
 import dns.name
@@ -21,17 +22,23 @@ from preflight.resolver import (
 _NAME = dns.name.from_text("example.test")
 
 
+def _dns_error(kind: type[dns.exception.DNSException], **kwargs: object) -> BaseException:
+    """An instance of one of dnspython's exceptions (their constructors are untyped)."""
+    make: Callable[..., BaseException] = kind
+    return make(**kwargs)
+
+
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [
-        (dns.resolver.NXDOMAIN(qnames=[_NAME], responses={}), DnsFailure.NXDOMAIN),
-        (dns.resolver.NoAnswer(), DnsFailure.NO_ANSWER),
-        (dns.resolver.NoNameservers(), DnsFailure.SERVFAIL),
-        (dns.resolver.LifetimeTimeout(timeout=1.0, errors=[]), DnsFailure.TIMEOUT),
-        (dns.exception.Timeout(), DnsFailure.TIMEOUT),
+        (_dns_error(dns.resolver.NXDOMAIN, qnames=[_NAME], responses={}), DnsFailure.NXDOMAIN),
+        (_dns_error(dns.resolver.NoAnswer), DnsFailure.NO_ANSWER),
+        (_dns_error(dns.resolver.NoNameservers), DnsFailure.SERVFAIL),
+        (_dns_error(dns.resolver.LifetimeTimeout, timeout=1.0, errors=[]), DnsFailure.TIMEOUT),
+        (_dns_error(dns.exception.Timeout), DnsFailure.TIMEOUT),
         (TimeoutError(), DnsFailure.TIMEOUT),
-        (dns.resolver.YXDOMAIN(), DnsFailure.ERROR),
-        (dns.exception.DNSException(), DnsFailure.ERROR),
+        (_dns_error(dns.resolver.YXDOMAIN), DnsFailure.ERROR),
+        (_dns_error(dns.exception.DNSException), DnsFailure.ERROR),
         (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), DnsFailure.NXDOMAIN),
         (socket.gaierror(socket.EAI_AGAIN, "Temporary failure"), DnsFailure.SERVFAIL),
         (ConnectionRefusedError(), DnsFailure.ERROR),

@@ -260,3 +260,72 @@ def test_journal_of_another_format_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(header) + "\n")
     with pytest.raises(JournalError, match="journal format 2, not 1"):
         opened(path)
+
+
+# --- the resume rules: what an account's last entry says about the next run ---------
+
+#: (last event, HTTP status) -> (saved() finds it, uncertain()).
+RESUME_RULES = [
+    pytest.param("saved", 200, True, False, id="saved"),
+    pytest.param("found", None, True, False, id="found-by-look-up"),
+    pytest.param("sending", None, False, True, id="sending-then-crash"),
+    pytest.param("unknown", 500, False, True, id="unknown-5xx"),
+    pytest.param("unknown", None, False, True, id="unknown-timeout"),
+    pytest.param("rejected", 400, False, True, id="rejected-400-may-exist"),
+    pytest.param("rejected", 422, False, False, id="rejected-422-validation"),
+    pytest.param("not_sent", None, False, False, id="not-sent"),
+]
+
+
+@pytest.mark.parametrize(("event", "status", "is_saved", "is_uncertain"), RESUME_RULES)
+def test_resume_rule_of_each_last_event(
+    event: str, status: int | None, is_saved: bool, is_uncertain: bool
+) -> None:
+    """saved/found skip the account; sending, unknown and a 400 (SmartLead may have
+    created it) call for a look-up first; a 422 and not_sent are safe to send again."""
+    journal = Journal.memory()
+    journal.append(Entry("a@example.test", event, 7 if is_saved else None, status))
+    found = journal.saved("a@example.test")
+    assert is_saved == (found is not None)
+    if found is not None:
+        assert (found.event, found.account_id) == (event, 7)
+    assert is_uncertain == journal.uncertain("a@example.test")
+
+
+def test_account_without_entries_is_neither_saved_nor_uncertain() -> None:
+    """An account the journal never saw is sent without a look-up."""
+    journal = Journal.memory()
+    journal.append(Entry("a@example.test", "saved", 1, 200))
+    assert journal.saved("b@example.test") is None
+    assert not journal.uncertain("b@example.test")
+
+
+def test_last_entry_decides(tmp_path: Path) -> None:
+    """Only the last entry of an account counts, also when read back from the file."""
+    path = tmp_path / "j.jsonl"
+    with opened(path) as journal:
+        journal.append(Entry("a@example.test", "sending"))
+        journal.append(Entry("a@example.test", "saved", 5, 200))
+        journal.append(Entry("b@example.test", "saved", 6, 200))
+        journal.append(Entry("b@example.test", "sending"))
+    with opened(path) as journal:
+        saved = journal.saved("a@example.test")
+        assert saved is not None
+        assert (saved.event, saved.account_id, saved.http_status) == ("saved", 5, 200)
+        assert not journal.uncertain("a@example.test")
+        assert journal.saved("b@example.test") is None  # a later POST may have replaced it
+        assert journal.uncertain("b@example.test")
+
+
+def test_entry_of_another_spelling_counts_after_reopening(tmp_path: Path) -> None:
+    """An entry written under an older key form is re-keyed on read: it still matches."""
+    path = tmp_path / "j.jsonl"
+    with opened(path):
+        pass
+    with path.open("a", encoding="utf-8") as handle:
+        entry = {"key": "ANA@Example.TEST", "event": "found", "account_id": 3}
+        handle.write(json.dumps(entry) + "\n")
+    with opened(path) as journal:
+        found = journal.saved(account_key("ana@example.test"))
+        assert found is not None
+        assert found.account_id == 3

@@ -59,10 +59,12 @@ def test_public_api_is_pinned() -> None:
             "Code",
             "InputError",
             "Parsed",
+            "PreflightError",
             "PreflightTransport",
             "Problem",
             "RawAccount",
             "Secret",
+            "Shared",
             "Status",
             "SyncPreflightTransport",
             "Timeouts",
@@ -80,6 +82,25 @@ def test_public_api_is_pinned() -> None:
         assert getattr(preflight, name) is not None
     with pytest.raises(AttributeError):
         preflight.nope  # noqa: B018
+
+
+def test_every_exported_exception_is_a_preflight_error() -> None:
+    """Each exception class `preflight` exports subclasses `preflight.PreflightError`."""
+    exported = [getattr(preflight, name) for name in preflight.__all__]
+    exceptions = [e for e in exported if isinstance(e, type) and issubclass(e, BaseException)]
+    assert {"AccountRejected", "InputError", "PreflightError"} == {e.__name__ for e in exceptions}
+    for exc in exceptions:
+        assert issubclass(exc, preflight.PreflightError)
+    assert issubclass(preflight.AccountRejected, ValueError)  # kept for existing callers
+
+
+def test_library_exceptions_share_the_base() -> None:
+    """The exceptions of the reader, guard, journal and SmartLead client are PreflightErrors."""
+    from preflight.journal import JournalBusy, JournalError
+    from preflight.smartlead import LookupFailed, Unauthorized
+
+    for exc in (JournalBusy, JournalError, LookupFailed, Unauthorized):
+        assert issubclass(exc, preflight.PreflightError)
 
 
 def test_codes_are_the_contracts() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import math
 import re
@@ -12,6 +13,8 @@ import pytest
 
 from preflight.smartlead import (
     MAX_MESSAGE,
+    RateLimit,
+    _Limiter,
     check_base_url,
     error_message,
     parse_retry_after,
@@ -148,3 +151,85 @@ async def test_requests_in_flight_count_in_every_window() -> None:
     assert time.monotonic() - answered >= 1.1
     second.finish()
     slot.finish()
+
+
+class FakeClock:
+    """The limiter's clock, advanced only by its own sleeps: windows of a minute in no time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await REAL_SLEEP(0)
+
+
+REAL_SLEEP = asyncio.sleep
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr("preflight.smartlead._now", fake.monotonic)
+    monkeypatch.setattr("preflight.smartlead.asyncio.sleep", fake.sleep)
+    return fake
+
+
+async def answered(limiter: _Limiter, count: int) -> None:
+    for _ in range(count):
+        (await limiter.wait()).finish()
+
+
+@pytest.mark.asyncio
+async def test_per_minute_window_waits_for_the_oldest_answer(clock: FakeClock) -> None:
+    """The request past the per-minute budget waits until the oldest answer is a minute
+    (plus slack) old, then goes at once."""
+    limiter = _Limiter(RateLimit(per_minute=3, per_second=100))
+    start = clock.now
+    await answered(limiter, 3)
+    assert clock.slept == []  # within budget: no wait
+    await answered(limiter, 1)
+    assert clock.now - start >= 60.15
+    assert clock.now - start < 60.5
+
+
+@pytest.mark.asyncio
+async def test_per_second_window_waits_about_a_second(clock: FakeClock) -> None:
+    """The request past the per-second budget waits 1 s plus slack, not a minute."""
+    limiter = _Limiter(RateLimit(per_minute=100, per_second=2))
+    start = clock.now
+    await answered(limiter, 3)
+    assert 1.15 <= clock.now - start < 1.5
+
+
+@pytest.mark.asyncio
+async def test_pause_after_429_holds_every_request(clock: FakeClock) -> None:
+    """After pause(seconds) (a 429's Retry-After), nothing goes before it ends; a shorter
+    pause later does not cut it short."""
+    limiter = _Limiter(RateLimit())
+    start = clock.now
+    limiter.pause(30)
+    limiter.pause(5)
+    await answered(limiter, 1)
+    assert 30 <= clock.now - start < 30.5
+    limiter.pause(0)  # already over: no wait
+    before = clock.now
+    await answered(limiter, 1)
+    assert clock.now == before
+
+
+@pytest.mark.asyncio
+async def test_window_forgets_answers_older_than_a_minute(clock: FakeClock) -> None:
+    """Answers older than the minute window leave it: a full budget is free again."""
+    limiter = _Limiter(RateLimit(per_minute=2, per_second=100))
+    await answered(limiter, 2)
+    clock.now += 61
+    before = clock.now
+    await answered(limiter, 2)
+    assert clock.now == before
+    assert len(limiter.sent) == 2
