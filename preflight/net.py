@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeVar
 
+from preflight import _text
 from preflight.options import Security
 from preflight.report import CheckResult, Code, Status
 from preflight.secret import MASK
@@ -214,19 +215,6 @@ SHORT_LIMIT: Final = 200
 #: base64; a secret's own shorter encoding is caught by its literal form.
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{6,}={0,2}")
 _URLSAFE = str.maketrans("-_", "+/")
-#: What a terminal or a reader could take for something else, and the escape shown
-#: instead: control characters (C0, DEL, C1), lone surrogates (an undecodable byte
-#: kept by ``surrogateescape`` is shown as that byte) and the bidirectional
-#: overrides that reorder what is shown.
-_ESCAPES: Final = {
-    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
-    **{code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)},
-    **{code: f"\\x{code - 0xDC00:02x}" for code in range(0xDC80, 0xDD00)},
-    **{code: f"\\u{code:04x}" for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))},
-}
-_ESCAPES_BUT_LINE_BREAKS: Final = {
-    code: escape for code, escape in _ESCAPES.items() if code != 0x0A
-}
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -278,11 +266,10 @@ class Masker:
         """``text`` as a report may show it (see :func:`reportable`)."""
         text = self.scrub(text)
         if one_line:
-            text = " ".join(text.split())
+            text = _text.one_line(text)
         else:
             text = "\n".join(line.rstrip("\r") for line in text.split("\n")).strip()
-        text = text.translate(_ESCAPES if one_line else _ESCAPES_BUT_LINE_BREAKS)
-        return text if len(text) <= limit else text[: limit - 3] + "..."
+        return _text.shown(text, limit, keep_newlines=not one_line)
 
     def show_details(self, details: Mapping[str, Any]) -> dict[str, Any]:
         """``details`` with every string in it (nested too) as a report may show it."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from typing import Any, Final
 
+from preflight._text import shorten, shown
 from preflight.secret import Secret
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "access_token_of",
     "parse_account",
     "secret_values",
-    "shown_text",
 ]
 
 
@@ -257,24 +257,17 @@ _DIGITS = re.compile(r"^[+-]?\d{100,}$")
 def _show(value: object) -> str:
     """A short, printable rendering of a (non-secret) value for a message.
 
-    repr escapes control characters and lone surrogates; a huge number is described,
-    not written out (and int() of more than 4,300 digits would raise).
+    Text is quoted and shown inert (:mod:`preflight._text`); a huge number is
+    described, not written out (and int() of more than 4,300 digits would raise).
     """
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         # 14,000 bits is about 4,200 digits: str() still writes it out.
         if value.bit_length() <= 14_000:
             return f"a number of {len(str(abs(value)))} digits"
         return "a number of over 4,000 digits"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def shown_text(text: str, limit: int = 254) -> str:
-    """``text`` safe to print: control characters and lone surrogates escaped, at most
-    ``limit`` characters (an address is at most 254)."""
-    if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[: limit + 1])
-    return text if len(text) <= limit else text[:limit] + "…"
+    if isinstance(value, str):  # quoted, shown as every outside text is
+        return f"'{shown(value, 58)}'"
+    return shorten(repr(value), 60)
 
 
 def _json_type(value: object) -> str:
@@ -508,7 +501,7 @@ def _check_email(name: str, value: object) -> tuple[Any, str | None]:
         valid = validate_email(value, check_deliverability=False, test_environment=True)
     except EmailNotValidError as exc:
         # The library's reason may quote parts of the value: bounded like the value.
-        return None, f"{name} {_show(value)} is not a valid address: {shown_text(str(exc), 160)}"
+        return None, f"{name} {_show(value)} is not a valid address: {shown(str(exc), 160)}"
     return valid, None
 
 
@@ -611,7 +604,7 @@ def parse_account(raw: object) -> Parsed:
 
 def _field_name(key: object) -> str:
     """A key the API does not know, as ``Problem.field``: printable and bounded."""
-    return shown_text(key, 64) if isinstance(key, str) else _show(key)
+    return shown(key, 64) if isinstance(key, str) else _show(key)
 
 
 def secret_values(raw: Mapping[Any, Any]) -> set[str]:

@@ -25,6 +25,7 @@ import tempfile
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 
+from preflight._text import printable
 from preflight.report import AccountReport, CheckResult, Code, Status
 
 if TYPE_CHECKING:
@@ -65,34 +66,6 @@ def use_color(stream: TextIO) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
-
-
-_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(char: str) -> str:
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    point = ord(char)
-    if point < 0x100:
-        return f"\\x{point:02x}"
-    return f"\\u{point:04x}" if point < 0x10000 else f"\\U{point:08x}"
-
-
-def printable(text: object) -> str:
-    """``text`` (anything, shown as ``str()``) safe to print on a terminal, on one line.
-
-    Every character that is not printable is escaped the way Python writes it:
-    C0 and C1 controls (ESC, BEL, CSI, the start of an OSC title), DEL, line breaks,
-    lone surrogates, format characters such as a right-to-left override. ``"\\x1b[2J"``
-    is shown, not obeyed. Letters, marks and symbols of any script are kept;
-    backslashes are kept as they are.
-    """
-    if not isinstance(text, str):
-        text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else _escape(char) for char in text)
 
 
 #: What ``json.dumps(ensure_ascii=False)`` leaves raw and must not: lone surrogates (no

@@ -24,7 +24,6 @@ import asyncio
 import collections
 import email.utils
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import httpx
 
 from preflight._logfilter import install as install_log_filter
 from preflight._logfilter import mask_api_key
+from preflight._text import one_line, printable, shorten
 from preflight.errors import PreflightError
 from preflight.secret import MASK, Secret
 
@@ -167,18 +167,17 @@ def _until(window: list[_Slot], now: float, length: float) -> float:
     return length - (now - min(answered)) if answered else 0.05
 
 
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 #: Longest platform message kept: enough for any documented one, not for a page.
 MAX_MESSAGE: Final = 300
 
 
 def _clean(text: str) -> str:
-    """One line, no control characters (a terminal escape from a proxy is not shown)."""
-    return _CONTROL.sub(" ", text).strip()
+    """One line, shown inert (a terminal escape from a proxy is not obeyed)."""
+    return printable(one_line(text))
 
 
 def _bounded(text: str) -> str:
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "\u2026"
+    return shorten(text, MAX_MESSAGE)
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import socket
 import ssl
 
+from preflight._text import one_line, shown
 from preflight.discover._model import MAX_LINE, MAX_LINES, Candidate, Protocol, Source
 from preflight.options import Security
 
@@ -75,8 +75,7 @@ class _Wire:
 
 
 def _printable(text: str, limit: int = 120) -> str:
-    text = re.sub(r"[\x00-\x1f\x7f]", " ", text).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shown(one_line(text), limit)
 
 
 async def _smtp_reply(wire: _Wire) -> tuple[int, list[str]]:

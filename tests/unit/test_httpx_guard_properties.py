@@ -135,7 +135,7 @@ def test_surrogate_in_from_email_gets_a_utf8_422() -> None:
         content = json.dumps({**BASE, "from_email": "a\udcff@example.com"}).encode()
         body = assert_local_rejection(http.post(SAVE_URL, content=content))
     assert body["error"]["details"]["preflight"]["account"] == "a\udcff@example.com"
-    assert "a\\udcff@example.com" in body["message"]
+    assert "a\\xff@example.com" in body["message"]  # shown as the byte it stands for
 
 
 def test_duplicated_password_key_gets_a_local_422() -> None:

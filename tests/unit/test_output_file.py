@@ -143,7 +143,7 @@ def test_surrogates_on_a_strict_stdout_do_not_crash(fmt: str, encoding: str) -> 
         assert b"Traceback" not in done.stderr
         text = done.stdout.decode("ascii" if encoding.startswith("ascii") else "utf-8")
         if fmt == "text":
-            assert "eve\\udcff\\x1b[2J@example.com" in text
+            assert "eve\\xff\\x1b[2J@example.com" in text
             assert "\x1b" not in text
         else:
             first = json.loads(text)
@@ -159,7 +159,7 @@ def test_surrogates_in_output_file_do_not_crash(tmp_path: Path, fmt: str) -> Non
     assert done.returncode == 1, done.stderr
     text = out.read_text(encoding="utf-8")
     if fmt == "text":
-        assert "eve\\udcff\\x1b[2J@example.com" in text
+        assert "eve\\xff\\x1b[2J@example.com" in text
     else:
         data = json.loads(text)
         report = data if fmt == "jsonl" else data["accounts"][0]

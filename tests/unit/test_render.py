@@ -186,7 +186,8 @@ def test_printable_escapes_controls_and_surrogates() -> None:
     assert printable("\x1b]0;title\x07") == "\\x1b]0;title\\x07"
     assert printable("\x9b2J\x7f") == "\\x9b2J\\x7f"
     assert printable("a\nb\r\tc\x00") == "a\\nb\\r\\tc\\x00"
-    assert printable("\udcff") == "\\udcff"
+    assert printable("\udcff") == "\\xff"  # an undecodable byte, shown as that byte
+    assert printable("\ud800") == "\\ud800"  # any other lone surrogate
     assert printable("\u202e") == "\\u202e"  # right-to-left override
     assert printable(None) == "None"
 

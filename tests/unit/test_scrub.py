@@ -152,8 +152,8 @@ ENCODINGS: dict[str, Callable[[str, str], str]] = {
     "url": lambda secret, user: urllib.parse.quote(secret, safe=""),
 }
 
-# Printable surroundings: escaping a control character in them adds text of its own.
-SURROUNDING = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=40)
+# Printable surroundings: escaping a character that is not adds text of its own.
+SURROUNDING = st.text(st.characters().filter(str.isprintable), max_size=40)
 
 
 def forms(secret: str, user: str) -> list[str]:

@@ -51,7 +51,7 @@ def response(status: int, body: Any = None, *, text: str | None = None) -> httpx
         (429, {"error": {"code": "RATE_LIMIT_EXCEEDED"}}, "RATE_LIMIT_EXCEEDED"),
         (500, {"ok": False}, "HTTP 500 Internal Server Error"),
         (400, {"message": "same", "error": "same"}, "same"),
-        (400, {"message": "two\r\nlines\x1b[31m"}, "two lines [31m"),
+        (400, {"message": "two\r\nlines\x1b[31m"}, "two lines\\x1b[31m"),
     ],
 )
 def test_error_message_keeps_every_part(status: int, body: Any, expected: str) -> None:
