@@ -10,7 +10,9 @@ from the module that raises it::
      ├── JournalError      preflight.journal: the submit journal cannot be used
      │    └── JournalBusy  another run holds the journal's lock
      ├── Unauthorized      preflight.smartlead: the API key was refused (401)
-     └── LookupFailed      preflight.smartlead: the key check or a look-up failed
+     ├── LookupFailed      preflight.smartlead: the key check or a look-up failed
+     └── AutoconfigError   preflight.discover: an unusable autoconfig document
+                           (also a ValueError)
 
 ``except preflight.PreflightError`` catches all of them, and nothing else:
 programming errors (``TypeError``, ``RuntimeError`` from a sync entry point called

@@ -20,7 +20,7 @@ a gate, so "do not submit this account" is an exception. ``AccountRejected`` is 
 ``ValueError`` too: a bad account is a bad argument, and callers that already catch
 ``ValueError`` around their submit step keep working. Its message holds only the
 account's address and the failing checks' names and codes, never a password (a
-report never holds one: see ``preflight.payload`` and ``preflight.net.scrub``).
+report never holds one: see ``preflight.payload`` and ``preflight._net.scrub``).
 """
 
 from __future__ import annotations

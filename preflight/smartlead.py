@@ -183,7 +183,7 @@ def _bounded(text: str) -> str:
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` with every secret and every ``api_key=...`` value masked."""
-    from preflight.net import scrub as net_scrub
+    from preflight._net import scrub as net_scrub
 
     return mask_api_key(net_scrub(text, secrets))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from preflight.net import ProbeState
+from preflight._net import ProbeState
 from preflight.render import (
     JsonLinesWriter,
     JsonWriter,

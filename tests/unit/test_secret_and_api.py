@@ -95,12 +95,14 @@ def test_every_exported_exception_is_a_preflight_error() -> None:
 
 
 def test_library_exceptions_share_the_base() -> None:
-    """The exceptions of the reader, guard, journal and SmartLead client are PreflightErrors."""
+    """The exceptions of the journal, SmartLead client and discover are PreflightErrors."""
+    from preflight.discover import AutoconfigError
     from preflight.journal import JournalBusy, JournalError
     from preflight.smartlead import LookupFailed, Unauthorized
 
-    for exc in (JournalBusy, JournalError, LookupFailed, Unauthorized):
+    for exc in (JournalBusy, JournalError, LookupFailed, Unauthorized, AutoconfigError):
         assert issubclass(exc, preflight.PreflightError)
+    assert issubclass(AutoconfigError, ValueError)  # kept for existing callers
 
 
 def test_codes_are_the_contracts() -> None:
