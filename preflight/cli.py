@@ -627,16 +627,16 @@ def submit(accounts: str, **flags: Any) -> None:
     import asyncio
     from pathlib import Path
 
-    from preflight.journal import Journal, JournalError
     from preflight.reader import InputError, open_accounts, read_accounts
-    from preflight.smartlead import (
+    from preflight.smartlead._client import (
         LookupFailed,
         RateLimit,
         SmartLeadClient,
         Unauthorized,
         check_base_url,
     )
-    from preflight.submit import submit_many
+    from preflight.smartlead._journal import Journal, JournalError
+    from preflight.smartlead._submit import submit_many
 
     options = _options(flags)
     dry_run = flags["dry_run"]

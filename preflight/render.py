@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 from preflight.report import AccountReport, CheckResult, Code, Status
 
 if TYPE_CHECKING:
-    from preflight.submit import SubmitRecord
+    from preflight.smartlead._submit import SubmitRecord
 
 __all__ = [
     "JsonLinesWriter",

@@ -19,10 +19,10 @@ from preflight.render import (
     printable,
 )
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status
-from preflight.submit import SubmitRecord
+from preflight.smartlead._submit import SubmitRecord
 
 ALL_CHECKS = (*CHECK_NAMES, "roundtrip")
-#: Every verdict a submit record has (what preflight.submit.VERDICTS listed).
+#: Every verdict a submit record has (what preflight.smartlead._submit.VERDICTS listed).
 VERDICTS = ("saved", "already_saved", "dry_run", "failed_check", "rejected", "unknown", "not_sent")
 
 

@@ -515,7 +515,7 @@ class SmartLeadClient:
         Raises :class:`LookupFailed` (a safe message) when the listing fails or is
         not a list, :class:`Unauthorized` on a 401.
         """
-        from preflight.journal import account_key
+        from preflight.smartlead._journal import account_key
 
         wanted = account_key(email)
         found: list[dict[str, Any]] = []

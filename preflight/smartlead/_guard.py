@@ -1,6 +1,6 @@
 """A one-call guard for other tools: check an account, raise if it would fail.
 
-    >>> from preflight.guard import AccountRejected, guard_sync
+    >>> from preflight import AccountRejected, guard_sync
     >>> try:
     ...     guard_sync(payload)        # a save-account body (dict)
     ... except AccountRejected as exc:
