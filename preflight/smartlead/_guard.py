@@ -29,10 +29,10 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from preflight._text import printable
 from preflight.errors import PreflightError
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount
-from preflight.render import printable
 from preflight.report import AccountReport, Code, Status
 
 __all__ = ["AccountRejected", "guard", "guard_sync", "summary"]

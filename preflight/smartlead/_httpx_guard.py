@@ -57,9 +57,9 @@ from typing import Any, Final
 import httpx
 
 from preflight._logfilter import install as install_log_filter
+from preflight._text import json_text
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount, json_object
-from preflight.render import json_text
 from preflight.report import AccountReport
 from preflight.runner import check_account
 from preflight.smartlead._guard import summary

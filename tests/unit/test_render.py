@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 
 from preflight._net import ProbeState
-from preflight.render import (
+from preflight._text import json_text, printable
+from preflight.cli._render import (
     JsonLinesWriter,
     JsonWriter,
     SubmitTextWriter,
     TextWriter,
-    json_text,
     make_writer,
-    printable,
 )
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status
 from preflight.smartlead._submit import SubmitRecord

@@ -10,8 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from preflight._text import printable
+from preflight.cli._render import make_writer
 from preflight.payload import parse_account
-from preflight.render import make_writer, printable
 from preflight.report import AccountReport, CheckResult, Code, Status
 from preflight.smartlead._guard import summary
 from preflight.smartlead._submit import SubmitRecord
