@@ -10,9 +10,9 @@ Writers take reports one at a time, as accounts finish, and a final ``close``:
 
 Nothing here sees a secret: reports never hold one. Everything else in a report may
 come from the input or from a server (an address, a reply), so the text writers pass
-every such string through :func:`~preflight._text.printable` (no terminal control sequence reaches the
-terminal), and the JSON writers through :func:`json_text` (no lone surrogate, which
-aiosmtplib keeps for a reply's non-UTF-8 bytes, reaches a strict UTF-8 stream).
+every such string through ``preflight._text.printable`` (no terminal control sequence
+reaches the terminal), and the JSON writers through ``json_text`` (no lone surrogate,
+which aiosmtplib keeps for a reply's non-UTF-8 bytes, reaches a strict UTF-8 stream).
 """
 
 from __future__ import annotations
