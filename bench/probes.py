@@ -25,14 +25,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fixtures.stack import start_stack
-from preflight.imap_probe import probe_imap
-from preflight.mx import probe_mx
+from preflight._resolver import make_resolver, resolve_host
+from preflight._tls import make_context
+from preflight.checks.imap import probe_imap
+from preflight.checks.mx import probe_mx
+from preflight.checks.smtp import probe_smtp
 from preflight.options import CheckOptions
 from preflight.payload import parse_account
-from preflight.resolver import make_resolver, resolve_host
 from preflight.runner import check_account
-from preflight.smtp_probe import probe_smtp
-from preflight.tls import make_context
 
 
 async def sequential(body: dict[str, Any], options: CheckOptions) -> float:

@@ -17,6 +17,9 @@ the SmartLead API's field names), or a ``RawAccount`` from ``read_accounts``:
   report if the account passes, else ``AccountRejected``;
 - ``PreflightTransport`` / ``SyncPreflightTransport``: the same gate in an httpx client.
 
+The hooks and the SmartLead client, journal and submit are also importable from
+``preflight.smartlead`` (one import for a tool that saves accounts itself).
+
 ``CheckOptions`` holds the deadline, trust and resolver settings, ``Shared`` what a
 batch of ``check_account`` calls shares (one DNS cache, the per-host bound), and
 ``Code`` the contract's codes. ``PreflightError`` is the base of every exception
@@ -29,9 +32,7 @@ email-validator, and the probes asyncio, ssl and the protocol libraries.
 
 from __future__ import annotations
 
-import sys
 from importlib import import_module
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
@@ -86,43 +87,24 @@ _WHERE = {
     "CheckOptions": "preflight.options",
     "PreflightError": "preflight.errors",
     "Shared": "preflight.runner",
-    "AccountRejected": "preflight.guard",
-    "guard": "preflight.guard",
-    "guard_sync": "preflight.guard",
-    "PreflightTransport": "preflight.httpx_guard",
-    "SyncPreflightTransport": "preflight.httpx_guard",
+    "AccountRejected": "preflight.smartlead._guard",
+    "guard": "preflight.smartlead._guard",
+    "guard_sync": "preflight.smartlead._guard",
+    "PreflightTransport": "preflight.smartlead._httpx_guard",
+    "SyncPreflightTransport": "preflight.smartlead._httpx_guard",
     "Timeouts": "preflight.options",
 }
 
 if TYPE_CHECKING:
     from preflight.errors import PreflightError
-    from preflight.guard import AccountRejected, guard, guard_sync
-    from preflight.httpx_guard import PreflightTransport, SyncPreflightTransport
     from preflight.options import CheckOptions, Timeouts
     from preflight.payload import FIELDS, Account, AccountType, Parsed, Problem, parse_account
     from preflight.reader import InputError, RawAccount, read_accounts
     from preflight.report import AccountReport, CheckResult, Code, Status
     from preflight.runner import Shared, check_account, check_many, check_sync, validate
     from preflight.secret import Secret
-
-
-class _Package(ModuleType):
-    """The package's module type: an imported submodule never hides an exported name.
-
-    The import system binds every submodule on its package once it is loaded, so
-    after ``preflight.guard`` the module (imported by ``preflight.httpx_guard`` or
-    by ``from preflight.guard import ...``), ``preflight.guard`` would be that
-    module instead of the ``guard`` function. The function wins; the module stays
-    importable by its dotted name (``from preflight.guard import AccountRejected``).
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _WHERE and isinstance(value, ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+    from preflight.smartlead._guard import AccountRejected, guard, guard_sync
+    from preflight.smartlead._httpx_guard import PreflightTransport, SyncPreflightTransport
 
 
 def __getattr__(name: str) -> Any:

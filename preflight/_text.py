@@ -4,8 +4,10 @@ Addresses, server replies, DNS answers and platform messages are printed, logged
 quoted in reports. Whatever they hold, a terminal must not obey it (``ESC[2J``, an
 OSC title, a C1 CSI, a right-to-left override), and no encoder may choke on it (a lone
 surrogate). This module is the one home of that idea: the text report, the probes'
-details, the payload's messages, ``discover`` and the SmartLead client all show
-outside text through :func:`printable`.
+details, the payload's messages, ``discover``, the guards and the SmartLead client
+show outside text through :func:`printable`, and every JSON output goes through
+:func:`json_text` (no lone surrogate, which aiosmtplib keeps for a reply's non-UTF-8
+bytes, reaches a strict UTF-8 stream).
 
 What is not printable is shown as the escape Python writes for it (``\\x1b``,
 ``\\u202e``, ``\\n``), except a lone surrogate in U+DC80-U+DCFF: that is an undecodable
@@ -16,9 +18,11 @@ so are backslashes: an escape shown is not an escape typed.
 
 from __future__ import annotations
 
-from typing import Final
+import json
+import re
+from typing import Any, Final
 
-__all__ = ["one_line", "printable", "shorten", "shown"]
+__all__ = ["json_text", "one_line", "printable", "shorten", "shown"]
 
 _NAMED: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -61,3 +65,23 @@ def shown(text: str, limit: int, *, keep_newlines: bool = False) -> str:
     """:func:`printable`, then :func:`shorten` to ``limit``; only the start of a huge
     text is looked at (escaping only lengthens)."""
     return shorten(printable(text[: limit + 1], keep_newlines=keep_newlines), limit)
+
+
+#: What ``json.dumps(ensure_ascii=False)`` leaves raw and must not: lone surrogates (no
+#: UTF-8 stream takes them), DEL and the C1 controls, and the line separators that
+#: ``str.splitlines`` and JavaScript take for line breaks.
+_JSON_ESCAPE: Final = re.compile("[\ud800-\udfff\x7f-\x9f\u2028\u2029]")
+
+
+def json_text(value: object, *, ascii_only: bool = False, **options: Any) -> str:
+    """``json.dumps(value)`` that any UTF-8 stream can take, on one line.
+
+    Non-ASCII text stays readable (unless ``ascii_only``); a lone surrogate, DEL, a
+    C1 control or U+2028/U+2029 is written as its JSON escape (``"\\udcff"``), so
+    encoding never raises and a JSON line is never split. A value JSON has no type
+    for is written as its ``str()``.
+    """
+    text = json.dumps(value, ensure_ascii=ascii_only, default=str, **options)
+    if ascii_only:
+        return text
+    return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)

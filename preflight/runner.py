@@ -22,7 +22,7 @@ from preflight.reader import RawAccount
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status, skipped
 
 if TYPE_CHECKING:
-    from preflight.resolver import HostLookup
+    from preflight._resolver import HostLookup
 
 __all__ = [
     "Shared",
@@ -154,7 +154,7 @@ class Shared:
     """
 
     def __init__(self, options: CheckOptions, per_host: int = DEFAULT_PER_HOST) -> None:
-        from preflight.resolver import make_resolver
+        from preflight._resolver import make_resolver
 
         if per_host < 1:
             raise ValueError("per_host must be at least 1")
@@ -169,8 +169,8 @@ class Shared:
     def lookup(self, host: str) -> asyncio.Task[HostLookup]:
         """The addresses of ``host``, looked up once per run (a timed-out look-up is
         tried again by the next account that needs it)."""
+        from preflight._resolver import resolve_host
         from preflight.report import Code as _Code
-        from preflight.resolver import resolve_host
 
         key = host.lower()
         task = self._hosts.get(key)
@@ -194,7 +194,7 @@ class Shared:
         Once done it is forgotten; the resolver's cache answers later accounts while
         the records' TTL holds.
         """
-        from preflight.mx import probe_mx
+        from preflight.checks.mx import probe_mx
 
         key = domain.lower()
         task = self._mx.get(key)
@@ -303,9 +303,9 @@ async def _probe(
     account: Account, payload_result: CheckResult, options: CheckOptions, run: Shared
 ) -> tuple[CheckResult, ...]:
     """The network checks of a valid account, side by side, under one deadline."""
-    from preflight.imap_probe import probe_imap
-    from preflight.smtp_probe import probe_smtp
-    from preflight.tls import make_context
+    from preflight._tls import make_context
+    from preflight.checks.imap import probe_imap
+    from preflight.checks.smtp import probe_smtp
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout
@@ -427,8 +427,8 @@ async def _roundtrip(
 ) -> CheckResult:
     """A real message from the account to itself, once both logins passed. It has a
     deadline of its own: real providers take seconds to deliver."""
-    from preflight.roundtrip import probe_roundtrip
-    from preflight.tls import make_context
+    from preflight._tls import make_context
+    from preflight.checks.roundtrip import probe_roundtrip
 
     by_name = {check.name: check for check in checks}
     failed = [n for n in ("smtp", "imap") if by_name[n].status in (Status.FAIL, Status.SKIP)]
@@ -464,7 +464,7 @@ async def _domain(
 ) -> CheckResult:
     """SPF, DMARC and DKIM of the sending domain, once its MX hosts are known (they
     say which provider SPF must cover)."""
-    from preflight.domain_check import probe_domain
+    from preflight.checks.domain import probe_domain
 
     mx_result = await asyncio.shield(mx)
     if mx_result.code is Code.DNS_NXDOMAIN:  # already a failure in mx: not repeated

@@ -42,9 +42,9 @@ async def suggest_alternatives(
     look-up of ``host``; ``code`` (a :class:`~preflight.report.Code` value) words the
     failure: "465 timed out; smtp.example.com:587 with STARTTLS answers."
     """
+    from preflight._resolver import make_resolver, resolve_host
+    from preflight._tls import make_context
     from preflight.providers import by_domain
-    from preflight.resolver import make_resolver, resolve_host
-    from preflight.tls import make_context
 
     table = ports or DEFAULT_PORTS
     tls_ports = {p for p, security in table[protocol] if security == "ssl"}

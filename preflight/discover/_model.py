@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from preflight.errors import PreflightError
 from preflight.options import Security
 from preflight.payload import AccountType
 from preflight.providers import ProviderMatch
@@ -177,8 +178,11 @@ class Discovery:
         }
 
 
-class AutoconfigError(ValueError):
-    """An autoconfig document that cannot be used; ``reason`` is a Lookup result."""
+class AutoconfigError(PreflightError, ValueError):
+    """An autoconfig document that cannot be used; ``reason`` is a Lookup result.
+
+    A :class:`~preflight.errors.PreflightError`, and a ``ValueError`` as before.
+    """
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)

@@ -30,7 +30,7 @@ class _Wire:
         self.buffer = b""
 
     async def handshake(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        from preflight.net import tls_handshake  # the probes' loop, imported when used
+        from preflight._net import tls_handshake  # the probes' loop, imported when used
 
         tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=server_hostname)
         await tls_handshake(self.sock, tls, self.incoming, self.outgoing)
@@ -119,7 +119,7 @@ async def _converse_imap(wire: _Wire, tls: bool) -> tuple[Security, str]:
         raise _NotMail(f"not an IMAP greeting: {_printable(first, 60)!r}")
     security: Security = "ssl"
     if not tls:
-        from preflight.imap_starttls import capabilities_in  # the probe's parsing
+        from preflight.checks._imap_client import capabilities_in  # the probe's parsing
 
         capabilities = capabilities_in(first) or []
         if not capabilities:
@@ -147,7 +147,7 @@ async def probe(
     local_hostname: str,
 ) -> Candidate:
     """Connect, maybe TLS, read the greeting (and see whether STARTTLS is offered)."""
-    from preflight.net import ConnectFailure, open_socket
+    from preflight._net import ConnectFailure, open_socket
 
     tls = security == "ssl"
 

@@ -7,7 +7,7 @@ from preflight.discover._model import SECURITY_LABEL, Discovery
 
 def render_text(result: Discovery) -> str:
     """The discovery as a user reads it on a terminal."""
-    from preflight.render import printable
+    from preflight._text import printable
 
     # Greetings, autoconfig documents and DNS answers are the servers' words:
     # shown escaped, never obeyed by the terminal.

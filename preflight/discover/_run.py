@@ -37,7 +37,7 @@ class Run:
     _hosts: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
 
     async def query(self, name: str, rdtype: str) -> tuple[list[Any], str]:
-        from preflight.resolver import DNS_ERRORS, dns_failure
+        from preflight._resolver import DNS_ERRORS, dns_failure
 
         try:
             async with asyncio.timeout(self.options.timeouts.dns + 0.5):
@@ -79,7 +79,7 @@ class Run:
 
     def resolve(self, host: str) -> asyncio.Task[Any]:
         """The host's addresses, looked up once per run (by the DNS server if given)."""
-        from preflight.resolver import resolve_host
+        from preflight._resolver import resolve_host
 
         key = host.lower()
         if key not in self._hosts:

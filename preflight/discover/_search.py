@@ -50,8 +50,8 @@ async def discover(
     for tests and unusual networks. Raises ``ValueError`` for a malformed address;
     every network failure is a result (``lookups``, ``notes``), never an exception.
     """
-    from preflight.resolver import make_resolver
-    from preflight.tls import make_context
+    from preflight._resolver import make_resolver
+    from preflight._tls import make_context
 
     started = time.perf_counter()
     options = options or CheckOptions()

@@ -8,9 +8,9 @@ import httpx
 import pytest
 
 from fixtures.smartlead import RateLimit, SmartLeadServer
-from preflight.httpx_guard import PreflightTransport
 from preflight.secret import Secret
-from preflight.smartlead import SmartLeadClient
+from preflight.smartlead._client import SmartLeadClient
+from preflight.smartlead._httpx_guard import PreflightTransport
 
 API_KEY = "sk-logged-nowhere-0123456789"
 

@@ -13,10 +13,10 @@ import pytest
 from dnslib import MX, QTYPE, RCODE, RR, TXT, A, DNSRecord  # type: ignore[import-untyped]
 
 from fixtures.dns_server import DnsServer, Zone
-from preflight.domain_check import probe_domain
+from preflight._resolver import make_resolver
+from preflight.checks.domain import probe_domain
 from preflight.options import CheckOptions, Timeouts
 from preflight.report import CheckResult, Code, Status
-from preflight.resolver import make_resolver
 
 pytestmark = pytest.mark.asyncio
 

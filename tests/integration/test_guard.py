@@ -1,4 +1,4 @@
-"""preflight.guard: guard / guard_sync against the real local mail servers."""
+"""preflight.smartlead._guard: guard / guard_sync against the real local mail servers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from fixtures.accounts import valid_payload
 from fixtures.stack import Stack
-from preflight.guard import AccountRejected, guard, guard_sync
 from preflight.options import CheckOptions
 from preflight.report import Code
+from preflight.smartlead._guard import AccountRejected, guard, guard_sync
 
 CANARY = "PW-CANARY-guard-4kz8"
 

@@ -26,14 +26,14 @@ import trustme
 
 from fixtures.hostile import HostileServer, MailProtocol, serving_in_thread
 from fixtures.stack import Stack
-from preflight.imap_probe import probe_imap
+from preflight._resolver import HostLookup
+from preflight._tls import make_context
+from preflight.checks.imap import probe_imap
+from preflight.checks.smtp import probe_smtp
 from preflight.options import CheckOptions, Timeouts
 from preflight.payload import Account, parse_account
 from preflight.report import CheckResult, Code, Status
-from preflight.resolver import HostLookup
 from preflight.secret import MASK
-from preflight.smtp_probe import probe_smtp
-from preflight.tls import make_context
 
 USER = "alice@preflight.test"
 PASSWORD = 'Qz7"Wv\\  kX3!pL9-mR4#tY8'  # a quote, a backslash, two spaces

@@ -22,14 +22,14 @@ import pytest
 from fixtures.accounts import valid_payload
 from fixtures.smartlead import RateLimit, SmartLeadServer
 from fixtures.stack import Stack
-from preflight.httpx_guard import (
+from preflight.options import CheckOptions
+from preflight.report import AccountReport
+from preflight.smartlead._httpx_guard import (
     REPORT_EXTENSION,
     PreflightTransport,
     SyncPreflightTransport,
     is_account_save,
 )
-from preflight.options import CheckOptions
-from preflight.report import AccountReport
 
 API_KEY = "KEY-CANARY-7f3kq2"
 CANARY = "PW-CANARY-httpx-9xw2"

@@ -22,13 +22,13 @@ import pytest_asyncio
 import trustme
 
 from fixtures.stack import Stack
-from preflight.imap_probe import probe_imap
+from preflight._resolver import HostLookup
+from preflight._tls import make_context
+from preflight.checks._replies import XOAUTH2_HINT
+from preflight.checks.imap import probe_imap
 from preflight.options import CheckOptions, Timeouts
 from preflight.payload import Account, parse_account
-from preflight.replies import XOAUTH2_HINT
 from preflight.report import CheckResult, Code, Status
-from preflight.resolver import HostLookup
-from preflight.tls import make_context
 
 CANARY = 'CANARY-imap-7q"x\\z'  # quotes and a backslash: LOGIN must quote them
 TOKEN_CANARY = "CANARY-token-3v8w"

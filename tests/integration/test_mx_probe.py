@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from fixtures.stack import Stack
-from preflight.mx import probe_mx
+from preflight._resolver import make_resolver, resolve_host
+from preflight.checks.mx import probe_mx
 from preflight.options import CheckOptions, Timeouts
 from preflight.report import Code, Status
-from preflight.resolver import make_resolver, resolve_host
 
 pytestmark = pytest.mark.asyncio
 
@@ -86,7 +86,7 @@ async def test_host_lookup(stack: Stack) -> None:
 @pytest.mark.parametrize("role", ["servfail", "refused"])
 async def test_host_lookup_servfail_is_not_host_not_found(stack: Stack, role: str) -> None:
     """A SERVFAIL/REFUSED on a server's host name is dns_servfail, not "check the spelling"."""
-    from preflight.hints import hint_for
+    from preflight.checks._hints import hint_for
 
     opts = options(stack)
     lookup = await resolve_host(f"mail.{stack.domains[role]}", opts, make_resolver(opts))

@@ -1,4 +1,4 @@
-"""The SMTP and IMAP probes fail alike where their road is the same (preflight/probe.py).
+"""The SMTP and IMAP probes fail alike where their road is the same (preflight/checks/_probe.py).
 
 Each case gives both probes the same bad certificate, on implicit TLS and after
 STARTTLS, from small stub servers on loopback; the two reports must carry the same
@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from fixtures.certs import CertFiles, CertSet, make_certs
-from preflight.imap_probe import probe_imap
+from preflight._resolver import HostLookup
+from preflight._tls import make_context
+from preflight.checks.imap import probe_imap
+from preflight.checks.smtp import probe_smtp
 from preflight.options import CheckOptions, Security
 from preflight.payload import Account, parse_account
 from preflight.report import CheckResult, Code
-from preflight.resolver import HostLookup
-from preflight.smtp_probe import probe_smtp
-from preflight.tls import make_context
 
 pytestmark = pytest.mark.asyncio
 

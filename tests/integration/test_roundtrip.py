@@ -18,12 +18,12 @@ import pytest_asyncio
 
 from fixtures.pytest_support import endpoint, tagged, unavailable
 from fixtures.stack import Endpoint, Stack
+from preflight._resolver import HostLookup
+from preflight._tls import make_context
+from preflight.checks.roundtrip import probe_roundtrip
 from preflight.options import CheckOptions
 from preflight.payload import Account, parse_account
 from preflight.report import CheckResult, Code, Status
-from preflight.resolver import HostLookup
-from preflight.roundtrip import probe_roundtrip
-from preflight.tls import make_context
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.needs_local_servers]
 

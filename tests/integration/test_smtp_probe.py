@@ -17,12 +17,12 @@ import pytest_asyncio
 import trustme
 
 from fixtures.stack import Stack
+from preflight._resolver import HostLookup
+from preflight._tls import make_context
+from preflight.checks.smtp import probe_smtp
 from preflight.options import CheckOptions, Timeouts
 from preflight.payload import parse_account
 from preflight.report import CheckResult, Code, Status
-from preflight.resolver import HostLookup
-from preflight.smtp_probe import probe_smtp
-from preflight.tls import make_context
 
 CANARY = "CANARY-smtp-9d2k"
 TOKEN_CANARY = "CANARY-token-5h1z"

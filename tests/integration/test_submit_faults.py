@@ -23,9 +23,9 @@ import pytest
 from fixtures.accounts import valid_payload
 from fixtures.smartlead import RateLimit, SmartLeadServer
 from fixtures.stack import Stack
-from preflight.journal import Journal
 from preflight.secret import Secret
-from preflight.smartlead import LookupFailed, SaveOutcome, SmartLeadClient
+from preflight.smartlead._client import LookupFailed, SaveOutcome, SmartLeadClient
+from preflight.smartlead._journal import Journal
 
 API_KEY = "sl-key-CANARY-fault-8q3z"
 

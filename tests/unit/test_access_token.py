@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from preflight.imap_probe import _ImapProbe
+from preflight.checks.imap import _ImapProbe
+from preflight.checks.roundtrip import _Roundtrip
+from preflight.checks.smtp import _SmtpProbe
 from preflight.options import CheckOptions
 from preflight.payload import Account, access_token_of, parse_account
-from preflight.roundtrip import _Roundtrip
 from preflight.secret import Secret
-from preflight.smtp_probe import _SmtpProbe
 
 BODY = {
     "from_name": "Test",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import unicodedata
 
+from preflight._text import json_text
 from preflight.discover import Candidate, Discovery, Lookup, render_text
 from preflight.payload import AccountType
-from preflight.render import json_text
 
 HOSTILE = "\x1b[2J\x1b]0;owned\x07\x9b31m\udcff"
 

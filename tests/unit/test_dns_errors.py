@@ -10,14 +10,14 @@ import dns.name
 import dns.resolver
 import pytest
 
-from preflight.report import Code
-from preflight.resolver import (
+from preflight._resolver import (
     DNS_ERRORS,
     SENDER_DOMAIN_CODES,
     SERVER_HOST_CODES,
     DnsFailure,
     dns_failure,
 )
+from preflight.report import Code
 
 _NAME = dns.name.from_text("example.test")
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from preflight.domain_check import (
+from preflight.checks.domain import (
     MAX_SPF_LOOKUPS,
     Fetch,
     TxtLookup,

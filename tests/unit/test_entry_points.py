@@ -89,8 +89,8 @@ def test_shared_is_exported_and_accepted() -> None:
 
 
 def test_guard_stays_the_function_once_its_module_is_loaded() -> None:
-    """`preflight.guard` is the function even after `preflight.guard` the module is imported."""
-    import preflight.httpx_guard
-    from preflight.guard import guard
+    """`preflight.guard` is the function, the same one `preflight.smartlead` exports."""
+    import preflight.smartlead._httpx_guard
+    from preflight.smartlead import guard
 
     assert guard is preflight.guard

@@ -14,7 +14,7 @@ import httpx
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from preflight.httpx_guard import REJECTED_CODE, SyncPreflightTransport
+from preflight.smartlead._httpx_guard import REJECTED_CODE, SyncPreflightTransport
 
 SAVE_URL = "https://server.smartlead.ai/api/v1/email-accounts/save?api_key=KEY-CANARY-h9"
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from preflight.imap_starttls import (
+from preflight.checks._imap_client import (
     AIOIMAPLIB_VERSION,
     MAX_LINE,
     MAX_LITERAL,

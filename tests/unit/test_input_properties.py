@@ -16,9 +16,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from preflight.cli._render import make_writer
 from preflight.payload import FIELDS, SECRET_FIELDS, parse_account
 from preflight.reader import FORMATS, InputError, RawAccount, read_accounts
-from preflight.render import make_writer
 from preflight.report import AccountReport
 from preflight.runner import validate, validate_all
 

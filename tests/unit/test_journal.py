@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from preflight.journal import (
+from preflight.payload import parse_account
+from preflight.smartlead._journal import (
     Entry,
     Journal,
     JournalBusy,
@@ -17,7 +18,6 @@ from preflight.journal import (
     account_key,
     key_fingerprint,
 )
-from preflight.payload import parse_account
 
 BASE = "https://server.smartlead.ai/api/v1"
 KEY = "sl-unit-key-CANARY-91"

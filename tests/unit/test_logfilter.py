@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from preflight import _logfilter
-from preflight.httpx_guard import PreflightTransport, SyncPreflightTransport
 from preflight.secret import MASK, Secret
-from preflight.smartlead import SmartLeadClient
+from preflight.smartlead._client import SmartLeadClient
+from preflight.smartlead._httpx_guard import PreflightTransport, SyncPreflightTransport
 
 SECRET = "sk-live-1234567890"
 URL = f"https://server.smartlead.ai/api/v1/email-accounts/save?api_key={SECRET}&x=1"

@@ -9,9 +9,9 @@ import dns.asyncresolver
 import pytest
 
 from preflight import providers
-from preflight.domain_check import implied_provider, is_provider_domain, probe_domain
+from preflight.checks._replies import classify_login_refusal, provider_of
+from preflight.checks.domain import implied_provider, is_provider_domain, probe_domain
 from preflight.providers import PROVIDERS, Provider
-from preflight.replies import classify_login_refusal, provider_of
 from preflight.report import Code, Status
 
 
@@ -114,8 +114,8 @@ def test_fastmail_smtp_host_sets_the_spf_include() -> None:
 
 
 def test_one_class_named_provider() -> None:
-    """domain_check keeps no provider table or Provider class of its own."""
-    from preflight import domain_check
+    """checks.domain keeps no provider table or Provider class of its own."""
+    from preflight.checks import domain as domain_check
 
     assert domain_check.Provider is providers.Provider
     assert not hasattr(domain_check, "_PROVIDERS")

@@ -8,21 +8,20 @@ from typing import Any
 
 import pytest
 
-from preflight.net import ProbeState
-from preflight.render import (
+from preflight._net import ProbeState
+from preflight._text import json_text, printable
+from preflight.cli._render import (
     JsonLinesWriter,
     JsonWriter,
     SubmitTextWriter,
     TextWriter,
-    json_text,
     make_writer,
-    printable,
 )
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status
-from preflight.submit import SubmitRecord
+from preflight.smartlead._submit import SubmitRecord
 
 ALL_CHECKS = (*CHECK_NAMES, "roundtrip")
-#: Every verdict a submit record has (what preflight.submit.VERDICTS listed).
+#: Every verdict a submit record has (what preflight.smartlead._submit.VERDICTS listed).
 VERDICTS = ("saved", "already_saved", "dry_run", "failed_check", "rejected", "unknown", "not_sent")
 
 

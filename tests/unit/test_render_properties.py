@@ -10,14 +10,15 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from preflight.guard import summary
+from preflight._text import printable
+from preflight.cli._render import make_writer
 from preflight.payload import parse_account
-from preflight.render import make_writer, printable
 from preflight.report import AccountReport, CheckResult, Code, Status
-from preflight.submit import SubmitRecord
+from preflight.smartlead._guard import summary
+from preflight.smartlead._submit import SubmitRecord
 
 PROPERTIES = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-#: Every verdict a submit record has (what preflight.submit.VERDICTS listed).
+#: Every verdict a submit record has (what preflight.smartlead._submit.VERDICTS listed).
 VERDICTS = ("saved", "already_saved", "dry_run", "failed_check", "rejected", "unknown", "not_sent")
 
 #: Text with what breaks output: lone surrogates, terminal controls, NUL, bidi overrides.

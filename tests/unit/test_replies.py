@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from preflight.replies import classify_login_refusal, decode_xoauth2_challenge, provider_of
+from preflight.checks._replies import classify_login_refusal, decode_xoauth2_challenge, provider_of
 from preflight.report import Code
 from preflight.secret import MASK
 

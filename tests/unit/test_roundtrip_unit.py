@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import unicodedata
 
-from preflight.imap_starttls import Reply
+from preflight._tls import make_context
+from preflight.checks._imap_client import Reply
+from preflight.checks.roundtrip import _Found, _Roundtrip, _search_result
 from preflight.options import CheckOptions
 from preflight.payload import parse_account
 from preflight.report import Code
-from preflight.roundtrip import _Found, _Roundtrip, _search_result
-from preflight.tls import make_context
 
 
 def roundtrip() -> _Roundtrip:

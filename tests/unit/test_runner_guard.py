@@ -19,7 +19,7 @@ async def test_overrunning_probe_reported_as_timeout(monkeypatch: pytest.MonkeyP
     async def hangs(*args: Any) -> Any:
         await asyncio.sleep(60)
 
-    monkeypatch.setattr("preflight.smtp_probe.probe_smtp", hangs)
+    monkeypatch.setattr("preflight.checks.smtp.probe_smtp", hangs)
     body = {
         "from_name": "A",
         "from_email": "a@example.com",

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from preflight.net import REPLY_LIMIT, ProbeState, reportable, scrub
+from preflight._net import REPLY_LIMIT, ProbeState, reportable, scrub
 from preflight.report import Code
 from preflight.secret import MASK
 

@@ -95,12 +95,13 @@ def test_every_exported_exception_is_a_preflight_error() -> None:
 
 
 def test_library_exceptions_share_the_base() -> None:
-    """The exceptions of the reader, guard, journal and SmartLead client are PreflightErrors."""
-    from preflight.journal import JournalBusy, JournalError
-    from preflight.smartlead import LookupFailed, Unauthorized
+    """The exceptions of the journal, SmartLead client and discover are PreflightErrors."""
+    from preflight.discover import AutoconfigError
+    from preflight.smartlead import JournalBusy, JournalError, LookupFailed, Unauthorized
 
-    for exc in (JournalBusy, JournalError, LookupFailed, Unauthorized):
+    for exc in (JournalBusy, JournalError, LookupFailed, Unauthorized, AutoconfigError):
         assert issubclass(exc, preflight.PreflightError)
+    assert issubclass(AutoconfigError, ValueError)  # kept for existing callers
 
 
 def test_codes_are_the_contracts() -> None:
@@ -147,3 +148,15 @@ def test_codes_are_the_contracts() -> None:
         "roundtrip_junk",
     }
     assert {code.value for code in preflight.Code} == expected | domain
+
+
+def test_smartlead_exports_resolve() -> None:
+    """Every name `preflight.smartlead` exports resolves; the hooks are `preflight`'s own."""
+    import preflight.smartlead
+
+    for name in preflight.smartlead.__all__:
+        assert getattr(preflight.smartlead, name) is not None
+    for name in ("AccountRejected", "guard", "guard_sync", "PreflightTransport"):
+        assert getattr(preflight.smartlead, name) is getattr(preflight, name)
+    with pytest.raises(AttributeError):
+        preflight.smartlead.nope  # noqa: B018

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from preflight.smartlead import (
+from preflight.smartlead._client import (
     MAX_MESSAGE,
     RateLimit,
     _Limiter,
@@ -136,7 +136,7 @@ async def test_requests_in_flight_count_in_every_window() -> None:
     import asyncio
     import time
 
-    from preflight.smartlead import RateLimit, _Limiter
+    from preflight.smartlead._client import RateLimit, _Limiter
 
     limiter = _Limiter(RateLimit(per_minute=100, per_second=2))
     first = await limiter.wait()
@@ -175,8 +175,8 @@ REAL_SLEEP = asyncio.sleep
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr("preflight.smartlead._now", fake.monotonic)
-    monkeypatch.setattr("preflight.smartlead.asyncio.sleep", fake.sleep)
+    monkeypatch.setattr("preflight.smartlead._client._now", fake.monotonic)
+    monkeypatch.setattr("preflight.smartlead._client.asyncio.sleep", fake.sleep)
     return fake
 
 

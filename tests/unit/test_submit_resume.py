@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from preflight.journal import Entry, Journal, account_key
 from preflight.options import CheckOptions
 from preflight.payload import parse_account
 from preflight.reader import RawAccount
 from preflight.secret import Secret
-from preflight.smartlead import SmartLeadClient
-from preflight.submit import submit_many
+from preflight.smartlead._client import SmartLeadClient
+from preflight.smartlead._journal import Entry, Journal, account_key
+from preflight.smartlead._submit import submit_many
 
 BASE = "http://127.0.0.1:9/api/v1"  # never reached: nothing is sent
 

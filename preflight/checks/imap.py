@@ -1,14 +1,14 @@
 """The ``imap`` check: connect, TLS, greeting, STARTTLS, one login, EXAMINE INBOX, LOGOUT.
 
-Mirrors :mod:`preflight.smtp_probe`. The security mode is chosen explicitly from
+Mirrors :mod:`preflight.checks.smtp`. The security mode is chosen explicitly from
 the port (993 implicit TLS, 143 STARTTLS required, other ports detected), never
 left to chance. Exactly one login is attempted: LOGIN, AUTHENTICATE PLAIN when
 LOGIN is disabled, or AUTHENTICATE XOAUTH2 for an account with an OAuth token.
 A login is not the end: ``EXAMINE INBOX`` (read-only) proves there is a mailbox
 to read replies from. The IMAP client is aioimaplib's protocol as extended in
-:mod:`preflight.imap_starttls`; its exceptions are translated to codes here, in
+:mod:`preflight.checks._imap_client`; its exceptions are translated to codes here, in
 :meth:`_ImapProbe.translate_protocol`, and those both protocols share (TLS failures,
-lost connections) in :meth:`preflight.probe.Probe.translate`.
+lost connections) in :meth:`preflight.checks._probe.Probe.translate`.
 
 :func:`open_imap_session` opens the same authenticated session for a caller that
 has more to do than EXAMINE (the ``roundtrip`` check searches and deletes on it).
@@ -22,13 +22,19 @@ import socket
 import ssl
 from typing import ClassVar
 
-from preflight.imap_starttls import ImapClient, ImapError, ProtocolViolation, Reply, capabilities_in
-from preflight.net import SHORT_LIMIT, ProbeStop, reportable
+from preflight._net import SHORT_LIMIT, ProbeStop, reportable
+from preflight._resolver import HostLookup
+from preflight.checks._imap_client import (
+    ImapClient,
+    ImapError,
+    ProtocolViolation,
+    Reply,
+    capabilities_in,
+)
+from preflight.checks._probe import STARTTLS_MODES, Probe, Session
 from preflight.options import CheckOptions
 from preflight.payload import Account
-from preflight.probe import STARTTLS_MODES, Probe, Session
 from preflight.report import CheckResult, Code
-from preflight.resolver import HostLookup
 
 __all__ = ["ImapSession", "open_imap_session", "probe_imap"]
 
@@ -85,7 +91,7 @@ class ImapSession(Session):
     """An authenticated IMAP session (TLS as the account asks, logged in, nothing selected).
 
     ``client`` takes further commands, one at a time; ``details`` is what the ``imap``
-    check reports about the connection (see :class:`~preflight.probe.Session`). After a
+    check reports about the connection (see :class:`~preflight.checks._probe.Session`). After a
     cancelled command too, :meth:`close`.
     """
 

@@ -249,7 +249,6 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         #: The server accepted STARTTLS: until the handshake it must say nothing more.
         self._tls_pending = False
         self._starttls: _Command | None = None
-        self.tls = False
         #: What the server may still send before the next command (MAX_RESPONSE).
         self._allowance = MAX_RESPONSE
 
@@ -464,7 +463,6 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         )
         self._tls_pending = False
         self.transport = transport
-        self.tls = True
         self.capabilities = set()
         return reply
 

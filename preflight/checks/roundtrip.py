@@ -15,11 +15,11 @@ message landed, and deletes it. That catches what a login cannot:
 The steps, all before one deadline (the event loop's time):
 
 1. IMAP: log in exactly as the ``imap`` check does
-   (:func:`~preflight.imap_probe.open_imap_session`), ask CAPABILITY, and find the
+   (:func:`~preflight.checks.imap.open_imap_session`), ask CAPABILITY, and find the
    Junk folder: ``LIST (SPECIAL-USE)`` (else a plain ``LIST``) for ``\\Junk``, else
    a folder named Junk, Spam, Junk E-mail, Bulk Mail, ``[Gmail]/Spam``...
 2. SMTP: log in exactly as the ``smtp`` check does
-   (:func:`~preflight.smtp_probe.open_smtp_session`), send the message, QUIT.
+   (:func:`~preflight.checks.smtp.open_smtp_session`), send the message, QUIT.
 3. IMAP: ``EXAMINE`` (read-only) INBOX, then the Junk folder, and ``UID SEARCH`` each
    for the tag, again after 0.1 s, 0.16 s, ... at most 3 s apart, until found.
    ``delivery_ms`` is the time from the server's acceptance of DATA to the search
@@ -34,8 +34,8 @@ sending, at most 1 s), which is kept for the deletion and the goodbyes. The copy
 provider keeps in the Sent folder (Gmail, Microsoft 365) is not looked for or deleted.
 
 Failures of the sessions' own commands are translated by the probes
-(:meth:`SmtpSession.failure <preflight.smtp_probe.SmtpSession.failure>`,
-:meth:`ImapSession.failure <preflight.imap_probe.ImapSession.failure>`); a refusal
+(:meth:`SmtpSession.failure <preflight.checks.smtp.SmtpSession.failure>`,
+:meth:`ImapSession.failure <preflight.checks.imap.ImapSession.failure>`); a refusal
 of the message is this check's result, classified in :meth:`_Roundtrip.refused`.
 """
 
@@ -54,14 +54,14 @@ from typing import Any, Final
 
 import aiosmtplib
 
-from preflight.imap_probe import ImapSession, open_imap_session
-from preflight.imap_starttls import ImapError, Reply, capabilities_of, quote
-from preflight.net import SHORT_LIMIT, ProbeState, ProbeStop, reportable
+from preflight._net import SHORT_LIMIT, ProbeState, ProbeStop, reportable
+from preflight._resolver import HostLookup
+from preflight.checks._imap_client import ImapError, Reply, capabilities_of, quote
+from preflight.checks.imap import ImapSession, open_imap_session
+from preflight.checks.smtp import SmtpSession, open_smtp_session
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.report import CheckResult, Code, Status
-from preflight.resolver import HostLookup
-from preflight.smtp_probe import SmtpSession, open_smtp_session
 
 __all__ = ["TAG_HEADER", "probe_roundtrip"]
 

@@ -1,8 +1,10 @@
 """The ``preflight`` command line: parse, call the library, render.
 
-This module is imported for every run, ``--help`` included, so it imports click
-and nothing heavy at the top; each command imports what it needs when it runs.
-This is the only module that prints.
+The commands are here; :mod:`._render` writes reports (text, JSON, JSON Lines) and
+:mod:`._progress` the progress line on standard error. This module is imported for
+every run, ``--help`` included, so it imports click and nothing heavy at the top;
+each command imports what it needs when it runs. This package is the only one that
+prints.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 import click
 
 if TYPE_CHECKING:
-    from preflight.render import Writer
+    from preflight.cli._render import Writer
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -91,8 +93,8 @@ def validate(accounts: str | None, output_format: str, input_format: str) -> Non
     """
     if accounts is None:
         raise click.UsageError("give a file of accounts, or - to read standard input")
+    from preflight.cli._render import make_writer, use_color
     from preflight.reader import InputError, open_accounts, read_accounts
-    from preflight.render import make_writer, use_color
     from preflight.runner import validate_all
 
     out = sys.stdout
@@ -498,8 +500,8 @@ def _output(flags: dict[str, Any]) -> Iterator[TextIO]:
 def _writer_and_progress(
     flags: dict[str, Any], out: TextIO, accounts: str | None, *, submit: bool = False
 ) -> tuple[Writer, Any]:
-    from preflight.progress import Progress
-    from preflight.render import make_writer, use_color
+    from preflight.cli._progress import Progress
+    from preflight.cli._render import make_writer, use_color
 
     writer = make_writer(flags["output_format"], out, color=use_color(out), submit=submit)
     show = not flags.get("quiet") and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
@@ -627,16 +629,16 @@ def submit(accounts: str, **flags: Any) -> None:
     import asyncio
     from pathlib import Path
 
-    from preflight.journal import Journal, JournalError
     from preflight.reader import InputError, open_accounts, read_accounts
-    from preflight.smartlead import (
+    from preflight.smartlead._client import (
         LookupFailed,
         RateLimit,
         SmartLeadClient,
         Unauthorized,
         check_base_url,
     )
-    from preflight.submit import submit_many
+    from preflight.smartlead._journal import Journal, JournalError
+    from preflight.smartlead._submit import submit_many
 
     options = _options(flags)
     dry_run = flags["dry_run"]
@@ -872,7 +874,8 @@ def discover_command(
     except ValueError as exc:  # the only ValueError discover raises: a malformed address
         raise click.BadParameter(str(exc), param_hint="EMAIL") from None
     if output_format == "json":
-        from preflight.render import ascii_only_stream, json_text
+        from preflight._text import json_text
+        from preflight.cli._render import ascii_only_stream
 
         ascii_only = ascii_only_stream(sys.stdout)
         click.echo(json_text(result.to_dict(), ascii_only=ascii_only, indent=2))

@@ -10,26 +10,24 @@ Writers take reports one at a time, as accounts finish, and a final ``close``:
 
 Nothing here sees a secret: reports never hold one. Everything else in a report may
 come from the input or from a server (an address, a reply), so the text writers pass
-every such string through :func:`printable` (no terminal control sequence reaches the
-terminal), and the JSON writers through :func:`json_text` (no lone surrogate, which
-aiosmtplib keeps for a reply's non-UTF-8 bytes, reaches a strict UTF-8 stream).
+every such string through ``preflight._text.printable`` (no terminal control sequence
+reaches the terminal), and the JSON writers through ``json_text`` (no lone surrogate,
+which aiosmtplib keeps for a reply's non-UTF-8 bytes, reaches a strict UTF-8 stream).
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 import os
-import re
 import tempfile
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 
-from preflight._text import printable
+from preflight._text import json_text, printable
 from preflight.report import AccountReport, CheckResult, Code, Status
 
 if TYPE_CHECKING:
-    from preflight.submit import SubmitRecord
+    from preflight.smartlead._submit import SubmitRecord
 
 __all__ = [
     "JsonLinesWriter",
@@ -37,8 +35,6 @@ __all__ = [
     "TextWriter",
     "Writer",
     "ascii_only_stream",
-    "json_text",
-    "printable",
     "use_color",
 ]
 
@@ -66,26 +62,6 @@ def use_color(stream: TextIO) -> bool:
         return False
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
-
-
-#: What ``json.dumps(ensure_ascii=False)`` leaves raw and must not: lone surrogates (no
-#: UTF-8 stream takes them), DEL and the C1 controls, and the line separators that
-#: ``str.splitlines`` and JavaScript take for line breaks.
-_JSON_ESCAPE: Final = re.compile("[\ud800-\udfff\x7f-\x9f\u2028\u2029]")
-
-
-def json_text(value: object, *, ascii_only: bool = False, **options: Any) -> str:
-    """``json.dumps(value)`` that any UTF-8 stream can take, on one line.
-
-    Non-ASCII text stays readable (unless ``ascii_only``); a lone surrogate, DEL, a
-    C1 control or U+2028/U+2029 is written as its JSON escape (``"\\udcff"``), so
-    encoding never raises and a JSON line is never split. A value JSON has no type
-    for is written as its ``str()``.
-    """
-    text = json.dumps(value, ensure_ascii=ascii_only, default=str, **options)
-    if ascii_only:
-        return text
-    return _JSON_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def ascii_only_stream(out: TextIO) -> bool:

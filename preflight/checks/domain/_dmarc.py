@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from preflight.domain_check._lookup import Found, TxtCache
+from preflight.checks.domain._lookup import Found, TxtCache
 from preflight.report import Code
 
 _DMARC_VERSION = re.compile(r"v\s*=\s*DMARC1\s*(?:;|$)", re.IGNORECASE)

@@ -5,7 +5,7 @@ default (which stays in clear text when STARTTLS is missing). Exactly one AUTH
 mechanism is tried per check: several attempts with one wrong password is how
 accounts get locked. aiosmtplib and ssl exceptions are translated to codes here,
 in :meth:`_SmtpProbe.translate_protocol` and, for what both protocols share (TLS
-failures, lost connections), in :meth:`preflight.probe.Probe.translate`.
+failures, lost connections), in :meth:`preflight.checks._probe.Probe.translate`.
 
 :func:`open_smtp_session` opens the same authenticated session for a caller that
 has more to say than QUIT (the ``roundtrip`` check sends a message on it).
@@ -20,12 +20,12 @@ from typing import ClassVar
 import aiosmtplib
 from aiosmtplib.auth import auth_xoauth2_encode
 
-from preflight.net import SHORT_LIMIT, ProbeStop, reportable
+from preflight._net import SHORT_LIMIT, ProbeStop, reportable
+from preflight._resolver import HostLookup
+from preflight.checks._probe import STARTTLS_MODES, Probe, Session
 from preflight.options import CheckOptions
 from preflight.payload import Account
-from preflight.probe import STARTTLS_MODES, Probe, Session
 from preflight.report import CheckResult, Code
-from preflight.resolver import HostLookup
 
 __all__ = ["SmtpSession", "open_smtp_session", "probe_smtp"]
 
@@ -63,7 +63,7 @@ class SmtpSession(Session):
     """An authenticated SMTP session (EHLO done, TLS as the account asks, AUTH passed).
 
     ``smtp`` is the aiosmtplib client for further commands; ``details`` what the
-    ``smtp`` check reports about the connection (see :class:`~preflight.probe.Session`).
+    ``smtp`` check reports about the connection (see :class:`~preflight.checks._probe.Session`).
     """
 
     def __init__(self, probe: _SmtpProbe) -> None:

@@ -1,6 +1,6 @@
 """A one-call guard for other tools: check an account, raise if it would fail.
 
-    >>> from preflight.guard import AccountRejected, guard_sync
+    >>> from preflight import AccountRejected, guard_sync
     >>> try:
     ...     guard_sync(payload)        # a save-account body (dict)
     ... except AccountRejected as exc:
@@ -20,7 +20,7 @@ a gate, so "do not submit this account" is an exception. ``AccountRejected`` is 
 ``ValueError`` too: a bad account is a bad argument, and callers that already catch
 ``ValueError`` around their submit step keep working. Its message holds only the
 account's address and the failing checks' names and codes, never a password (a
-report never holds one: see ``preflight.payload`` and ``preflight.net.scrub``).
+report never holds one: see ``preflight.payload`` and ``preflight._net.scrub``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from preflight._text import printable
 from preflight.errors import PreflightError
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount
-from preflight.render import printable
 from preflight.report import AccountReport, Code, Status
 
 __all__ = ["AccountRejected", "guard", "guard_sync", "summary"]

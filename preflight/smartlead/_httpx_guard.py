@@ -57,12 +57,12 @@ from typing import Any, Final
 import httpx
 
 from preflight._logfilter import install as install_log_filter
-from preflight.guard import summary
+from preflight._text import json_text
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount, json_object
-from preflight.render import json_text
 from preflight.report import AccountReport
 from preflight.runner import check_account
+from preflight.smartlead._guard import summary
 
 __all__ = [
     "REJECTED_CODE",
@@ -78,7 +78,7 @@ REJECTED_CODE: Final = "PREFLIGHT_REJECTED"
 REPORT_EXTENSION: Final = "preflight_report"
 
 _SAVE_SUFFIX: Final = "/email-accounts/save"
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("preflight.httpx_guard")  # the name the README documents
 
 
 def is_account_save(request: httpx.Request) -> bool:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from preflight.domain_check._dmarc import parse_tags
-from preflight.domain_check._lookup import Found, TxtCache
+from preflight.checks.domain._dmarc import parse_tags
+from preflight.checks.domain._lookup import Found, TxtCache
 from preflight.providers import Provider
 from preflight.report import Code
 

@@ -24,7 +24,7 @@ SPF is read by a pure parser (:func:`parse_spf`); its look-ups are counted by an
 async evaluator (:func:`evaluate_spf`) that fetches included records through a
 function it is given, so both are tested without DNS. All look-ups run side by side
 under one deadline; dnspython exceptions become codes in :func:`_lookup_txt`, by the
-one table in :mod:`preflight.resolver`. A DNS failure is a warning too: it says what
+one table in :mod:`preflight._resolver`. A DNS failure is a warning too: it says what
 could not be checked.
 """
 
@@ -38,10 +38,10 @@ from typing import Any, Final
 import dns.asyncresolver
 
 from preflight import providers
-from preflight.domain_check._dkim import check_dkim, dkim_selectors
-from preflight.domain_check._dmarc import check_dmarc
-from preflight.domain_check._lookup import Found, TxtCache
-from preflight.domain_check._spf import (
+from preflight.checks.domain._dkim import check_dkim, dkim_selectors
+from preflight.checks.domain._dmarc import check_dmarc
+from preflight.checks.domain._lookup import Found, TxtCache
+from preflight.checks.domain._spf import (
     MAX_SPF_LOOKUPS,
     Finding,
     evaluate_spf,

@@ -16,18 +16,18 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from preflight.journal import Entry, Journal, account_key
 from preflight.options import CheckOptions
 from preflight.reader import RawAccount
 from preflight.report import AccountReport, Status
 from preflight.runner import account_label, check_many
-from preflight.smartlead import (
+from preflight.smartlead._client import (
     LookupFailed,
     SaveOutcome,
     SaveResult,
     SmartLeadClient,
     Unauthorized,
 )
+from preflight.smartlead._journal import Entry, Journal, account_key
 
 __all__ = ["SubmitRecord", "submit_many"]
 
@@ -86,7 +86,7 @@ async def submit_many(
 ) -> AsyncIterator[SubmitRecord]:
     """Check and save ``accounts``, yielding a record for each as it is settled.
 
-    Raises :class:`preflight.smartlead.Unauthorized` when the API key is refused
+    Raises :class:`preflight.smartlead._client.Unauthorized` when the API key is refused
     (every further call would fail too), after the saves in flight have settled:
     nothing is sent after the first 401, what was settled is in the journal and was
     yielded (the accounts refused are yielded as ``not_sent``).

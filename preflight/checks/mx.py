@@ -4,7 +4,7 @@ Looks up the MX records of ``from_email``'s domain. A null MX (RFC 7505, ``0 .``
 says the domain accepts no mail; no MX but an address record means mail goes to
 that address (RFC 5321 section 5.1), which works but is unusual for a sending
 domain: a warning. dnspython exceptions become codes through the one table,
-:func:`preflight.resolver.dns_failure`.
+:func:`preflight._resolver.dns_failure`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import dns.asyncresolver
 import dns.resolver
 
+from preflight._resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
 from preflight.report import CheckResult, Code, Status
-from preflight.resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
 
 __all__ = ["probe_mx"]
 

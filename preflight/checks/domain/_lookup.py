@@ -1,5 +1,5 @@
 """The domain check's TXT look-ups (each name asked once, under one deadline; DNS
-exceptions become codes here, by the one table in :mod:`preflight.resolver`), and what
+exceptions become codes here, by the one table in :mod:`preflight._resolver`), and what
 the parts of the check found."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import dns.asyncresolver
 
-from preflight.domain_check._spf import Finding, TxtLookup
+from preflight._resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
+from preflight.checks.domain._spf import Finding, TxtLookup
 from preflight.providers import Provider
 from preflight.report import Code
-from preflight.resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
 
 
 async def _lookup_txt(

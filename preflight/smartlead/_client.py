@@ -182,7 +182,7 @@ def _bounded(text: str) -> str:
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
     """``text`` with every secret and every ``api_key=...`` value masked."""
-    from preflight.net import scrub as net_scrub
+    from preflight._net import scrub as net_scrub
 
     return mask_api_key(net_scrub(text, secrets))
 
@@ -514,7 +514,7 @@ class SmartLeadClient:
         Raises :class:`LookupFailed` (a safe message) when the listing fails or is
         not a list, :class:`Unauthorized` on a 401.
         """
-        from preflight.journal import account_key
+        from preflight.smartlead._journal import account_key
 
         wanted = account_key(email)
         found: list[dict[str, Any]] = []

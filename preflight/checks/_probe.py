@@ -6,8 +6,8 @@ security mode, the TCP connection, the late-greeting TLS sniff (a mode mix-up), 
 TLS record and its warnings, the translation of TLS failures and lost connections
 into codes, the clear-text guard, the single login attempt and its refusal, the
 deadline and the hard close. A subclass adds only what its protocol says: commands,
-reply parsing, capability names (:mod:`preflight.smtp_probe`,
-:mod:`preflight.imap_probe`). :class:`Session` is what both hand to a caller with
+reply parsing, capability names (:mod:`preflight.checks.smtp`,
+:mod:`preflight.checks.imap`). :class:`Session` is what both hand to a caller with
 more to say after the login (the ``roundtrip`` check).
 """
 
@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 
-from preflight.hints import hint_for
-from preflight.net import (
+from preflight._net import (
     ConnectFailure,
     Mode,
     ProbeState,
@@ -32,13 +31,14 @@ from preflight.net import (
     reportable_details,
     tls_answers,
 )
+from preflight._resolver import HostLookup
+from preflight._tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
+from preflight.checks._hints import hint_for
+from preflight.checks._replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
 from preflight.options import CheckOptions, Security
 from preflight.payload import Account
-from preflight.replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
 from preflight.report import CheckResult, Code
-from preflight.resolver import HostLookup
 from preflight.secret import Secret
-from preflight.tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
 
 __all__ = ["STARTTLS_MODES", "Probe", "Session"]
 

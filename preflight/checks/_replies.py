@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from preflight.net import SHORT_LIMIT, reportable, scrub
+from preflight._net import SHORT_LIMIT, reportable, scrub
 from preflight.providers import family_of
 from preflight.report import Code
 

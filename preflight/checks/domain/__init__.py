@@ -1,5 +1,5 @@
 """The ``domain`` check: will mail from the sender's domain be trusted? (SPF, DMARC,
-DKIM; see :mod:`preflight.domain_check._check`.)
+DKIM; see :mod:`preflight.checks.domain._check`.)
 
 One job per module: ``_spf`` (parse and evaluate), ``_dmarc``, ``_dkim``, ``_lookup``
 (the TXT look-ups and what was found), ``_check`` (the probe and its report). What a
@@ -8,10 +8,10 @@ provider asks of a sending domain is in :mod:`preflight.providers`.
 
 from __future__ import annotations
 
-from preflight.domain_check._check import implied_provider, is_provider_domain, probe_domain
-from preflight.domain_check._dkim import dkim_key_state, dkim_selectors
-from preflight.domain_check._dmarc import DmarcRecord, is_dmarc, parse_dmarc
-from preflight.domain_check._spf import (
+from preflight.checks.domain._check import implied_provider, is_provider_domain, probe_domain
+from preflight.checks.domain._dkim import dkim_key_state, dkim_selectors
+from preflight.checks.domain._dmarc import DmarcRecord, is_dmarc, parse_dmarc
+from preflight.checks.domain._spf import (
     MAX_SPF_LOOKUPS,
     Fetch,
     Finding,
