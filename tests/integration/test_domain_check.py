@@ -64,6 +64,12 @@ def zone_entries() -> dict[str, Any]:
         **healthy("no-spf.test", "google-site-verification=abc123"),
         **healthy("two-spf.test"),
         **healthy("deny-all.test", "v=spf1 -all"),
+        # 6 KB records (24 strings of 250): reported cut, not whole.
+        **healthy("huge-records.test"),
+        "huge-records.test": [
+            ("v=spf1 include:_spf.google.com ", *["ip4:192.0.2.1 " * 17] * 24, "~all")
+        ],
+        "_dmarc.huge-records.test": [("v=DMARC1; p=reject; ", *[" " * 250] * 24)],
         **healthy("plus-all.test", "v=spf1 include:_spf.google.com +all"),
         **healthy("not-covering.test", MICROSOFT_SPF),
         **healthy("broken-include.test", "v=spf1 include:nothing-here.test ~all"),
@@ -252,6 +258,17 @@ async def test_same_spf_covers_the_provider_it_names(dns: Dns) -> None:
     """The SPF that lacks Google is fine for an Outlook account."""
     result = await check(dns, "not-covering.test", account_type="OUTLOOK")
     assert (result.status, result.code) == (Status.PASS, Code.OK)
+
+
+async def test_huge_records_are_quoted_cut(dns: Dns) -> None:
+    """SPF and DMARC records of 6 KB are checked whole but quoted at most 2,048 long."""
+    result = await check(dns, "huge-records.test")
+    assert result.code is Code.OK, result
+    for key in ("spf", "dmarc"):
+        quoted = result.details[key]
+        assert isinstance(quoted, str)
+        assert len(quoted) == 2048
+        assert quoted.endswith("...")
 
 
 async def test_deny_all_alone(dns: Dns) -> None:

@@ -38,9 +38,10 @@ from typing import Any, Final
 import dns.asyncresolver
 
 from preflight import providers
+from preflight._text import shorten
 from preflight.checks.domain._dkim import check_dkim, dkim_selectors
 from preflight.checks.domain._dmarc import check_dmarc
-from preflight.checks.domain._lookup import Found, TxtCache
+from preflight.checks.domain._lookup import TXT_SHOWN, Found, TxtCache
 from preflight.checks.domain._spf import (
     MAX_SPF_LOOKUPS,
     Finding,
@@ -125,7 +126,8 @@ async def _check_spf(found: Found, dns_: TxtCache) -> None:
         found.dns_failed(answer.error, "the SPF record")
         return
     records = spf_records(answer.texts)
-    found.details["spf"] = records[0] if len(records) == 1 else list(records) or None
+    shown = [shorten(r, TXT_SHOWN) for r in records]  # a TXT record may be 64 KB
+    found.details["spf"] = shown[0] if len(shown) == 1 else shown or None
     if not records:
         found.problem(
             Code.SPF_MISSING,

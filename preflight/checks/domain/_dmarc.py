@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
 
-from preflight.checks.domain._lookup import Found, TxtCache
+from preflight._text import shorten
+from preflight.checks.domain._lookup import TXT_SHOWN, Found, TxtCache
 from preflight.report import Code
 
 _DMARC_VERSION = re.compile(r"v\s*=\s*DMARC1\s*(?:;|$)", re.IGNORECASE)
@@ -80,7 +81,8 @@ async def check_dmarc(found: Found, dns_: TxtCache) -> None:
         records = [t for t in answer.texts if is_dmarc(t)]
         if not records:
             continue
-        found.details["dmarc"] = records[0] if len(records) == 1 else records
+        shown = [shorten(r, TXT_SHOWN) for r in records]  # a TXT record may be 64 KB
+        found.details["dmarc"] = shown[0] if len(shown) == 1 else shown
         found.details["dmarc_domain"] = name
         if len(records) > 1:
             found.problem(

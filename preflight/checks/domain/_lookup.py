@@ -15,6 +15,10 @@ from preflight.checks.domain._spf import Finding, TxtLookup
 from preflight.providers import Provider
 from preflight.report import Code
 
+#: The longest SPF or DMARC record a report quotes whole (a TXT answer may hold 64 KB;
+#: real records are a few hundred characters).
+TXT_SHOWN = 2048
+
 
 async def _lookup_txt(
     resolver: dns.asyncresolver.Resolver, name: str, deadline: float
