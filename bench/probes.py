@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fixtures.accounts import valid_payload
 from fixtures.stack import start_stack
 from preflight._resolver import make_resolver, resolve_host
 from preflight._tls import make_context
@@ -96,18 +97,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=5.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, start_stack(Path(tmp)) as stack:
-        user, password = stack.credentials()
-        body = {
-            "from_name": "Bench",
-            "from_email": user,
-            "user_name": user,
-            "password": password,
-            "smtp_host": stack.mail_host,
-            "smtp_port": 587,
-            "imap_host": stack.mail_host,
-            "imap_port": 993,
-            "warmup_enabled": False,
-        }
+        body = valid_payload(stack, from_name="Bench", warmup_enabled=False)
         host, port = stack.dns
         options = CheckOptions(
             ca_file=str(stack.ca_file),

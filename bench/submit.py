@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fixtures.accounts import valid_payload
 from fixtures.smartlead import RateLimit, SmartLeadServer
 from fixtures.stack import start_stack
 
@@ -36,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, start_stack(Path(tmp) / "stack") as stack:
-        user, password = stack.credentials()
+        user, _ = stack.credentials()
         local, domain = user.split("@")
         dns_host, dns_port = stack.dns
         for label, server_limit, flags in (
@@ -51,17 +52,12 @@ def main() -> None:
             accounts.write_text(
                 "".join(
                     json.dumps(
-                        {
-                            "from_name": f"S{i}",
-                            "from_email": f"{local}+{i}@{domain}",
-                            "user_name": user,
-                            "password": password,
-                            "smtp_host": stack.mail_host,
-                            "smtp_port": 587,
-                            "imap_host": stack.mail_host,
-                            "imap_port": 993,
-                            "warmup_enabled": False,
-                        }
+                        valid_payload(
+                            stack,
+                            from_name=f"S{i}",
+                            from_email=f"{local}+{i}@{domain}",
+                            warmup_enabled=False,
+                        )
                     )
                     + "\n"
                     for i in range(args.accounts)
