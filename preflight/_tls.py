@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import ssl
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from preflight.report import Code
+
+E = TypeVar("E", bound=BaseException)
 
 __all__ = ["EXPIRY_WARN_DAYS", "classify_tls_error", "describe_session", "make_context"]
 
@@ -88,11 +90,12 @@ def classify_tls_error(exc: BaseException) -> tuple[Code, str]:
     return Code.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {exc}"
 
 
-def find_tls_error(exc: BaseException | None) -> BaseException | None:
-    """The ssl error inside a chain of wrapped exceptions, if there is one."""
+def find_cause(exc: BaseException | None, kind: type[E]) -> E | None:
+    """``exc`` or the first exception of its chain (causes, contexts) that is a
+    ``kind``: libraries wrap the ssl or socket error that says what happened."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, ssl.SSLError):
+        if isinstance(exc, kind):
             return exc
         exc = exc.__cause__ or exc.__context__
         seen += 1

@@ -32,7 +32,7 @@ from preflight._net import (
     tls_answers,
 )
 from preflight._resolver import HostLookup
-from preflight._tls import classify_tls_error, describe_session, expiry_warning, find_tls_error
+from preflight._tls import classify_tls_error, describe_session, expiry_warning, find_cause
 from preflight.checks._hints import hint_for
 from preflight.checks._replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
 from preflight.options import CheckOptions, Security
@@ -137,7 +137,7 @@ class Probe:
         """The one place where library exceptions become report codes: a TLS failure
         the same for both protocols, then the protocol's own, then what is left."""
         step = self.state.step
-        tls_error = find_tls_error(exc)
+        tls_error = find_cause(exc, ssl.SSLError)
         if tls_error is not None:
             code, message = classify_tls_error(tls_error)
             return self.stop(code, message)

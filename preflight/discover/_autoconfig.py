@@ -8,6 +8,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any, Final
 
+from preflight._tls import find_cause
 from preflight.discover._model import (
     AUTOCONFIG_PATH,
     HOST_RE,
@@ -230,23 +231,12 @@ async def download(
     except httpx.TimeoutException as exc:
         raise AutoconfigError("timeout", f"timed out ({type(exc).__name__})") from None
     except httpx.HTTPError as exc:
-        cause = _find(exc, ssl.SSLCertVerificationError)
+        cause = find_cause(exc, ssl.SSLCertVerificationError)
         if cause is not None:
             message = getattr(cause, "verify_message", "") or str(cause)
             raise AutoconfigError("tls_error", f"certificate not trusted: {message}") from None
-        if _find(exc, ssl.SSLError) is not None:
+        if find_cause(exc, ssl.SSLError) is not None:
             raise AutoconfigError("tls_error", f"TLS failed: {exc}") from None
-        if _find(exc, ConnectionRefusedError) is not None:
+        if find_cause(exc, ConnectionRefusedError) is not None:
             raise AutoconfigError("refused", "connection refused") from None
         raise AutoconfigError("error", f"{type(exc).__name__}: {exc}") from None
-
-
-def _find(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
-    """``exc`` or the first of its causes that is a ``kind``."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, kind):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return None
