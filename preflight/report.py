@@ -54,6 +54,9 @@ class Code(StrEnum):
     AUTH_WEB_LOGIN_REQUIRED = "auth_web_login_required"
     AUTH_BASIC_DISABLED = "auth_basic_disabled"
     AUTH_THROTTLED = "auth_throttled"
+    #: An addition to the contract: a temporary failure on the server's side (its
+    #: password backend is down), not the account's and not throttling.
+    SERVER_UNAVAILABLE = "server_unavailable"
     AUTH_UNSUPPORTED = "auth_unsupported"
     AUTH_PLAINTEXT_REFUSED = "auth_plaintext_refused"
     TIMEOUT = "timeout"

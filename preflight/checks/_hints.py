@@ -99,6 +99,11 @@ def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = ""
             "(SMTP 465 or 587, IMAP 993 or 143), or pass --allow-plaintext-auth if you accept "
             "the risk."
         )
+    if code is Code.SERVER_UNAVAILABLE:
+        return (
+            f"{host} had a temporary failure on its side: retry later, and tell the mail "
+            "provider if it lasts."
+        )
     if code is Code.TIMEOUT:
         return (
             f"{host}:{port} answered too slowly to finish within the deadline: retry, or raise "

@@ -202,6 +202,9 @@ def capabilities_of(reply: Reply) -> list[str]:
     return list(found)
 
 
+_BYE: Final = re.compile(rb"\* BYE(?: |$)", re.IGNORECASE)
+
+
 def _decode(line: bytes | bytearray) -> str:
     return bytes(line).decode("utf-8", "replace")
 
@@ -251,6 +254,9 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         self._starttls: _Command | None = None
         #: What the server may still send before the next command (MAX_RESPONSE).
         self._allowance = MAX_RESPONSE
+        #: The text of an untagged ``* BYE`` after the greeting (the server's last words:
+        #: Courier says why it ends a LOGIN this way), without ``* BYE``.
+        self.bye: str | None = None
 
     # --- aioimaplib hooks ------------------------------------------------------
 
@@ -338,6 +344,8 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         if self.state == aioimaplib.CONNECTED:
             self._greet(_decode(line))
             return None
+        if self.bye is None and _BYE.match(line):
+            self.bye = _decode(line)[5:].strip()
         handled = super()._handle_line(line, current_cmd)
         starttls = self._starttls
         if starttls is not None and self.pending_sync_command is None:

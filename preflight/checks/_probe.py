@@ -50,6 +50,13 @@ STARTTLS_MODES: tuple[Mode, ...] = ("starttls", "starttls?", "detect")
 _GOODBYE_TIMEOUT = 2.0
 
 
+_TLS_ONLY_HINT = (
+    "The connection is not encrypted, so the password was not sent, and this server offers "
+    "no login before TLS anyway: use a TLS port (SMTP 465 or 587 with STARTTLS, IMAP 993 or "
+    "143 with STARTTLS)."
+)
+
+
 class Probe:
     """One check of one server: the steps and results both protocols share."""
 
@@ -264,12 +271,17 @@ class Probe:
     def encrypted(self) -> bool:
         return self.state.details.get("security") in ("ssl", "starttls")
 
-    def refuse_plaintext(self) -> None:
-        """Stop before credentials would cross an unencrypted connection, unless allowed."""
+    def refuse_plaintext(self, *, flag_helps: bool = True) -> None:
+        """Stop before credentials would cross an unencrypted connection, unless allowed.
+
+        ``flag_helps`` is False when the server has shown that a clear-text login cannot
+        work anyway: then the hint does not suggest ``--allow-plaintext-auth``.
+        """
         if not self.encrypted and not self.options.allow_plaintext_auth:
             raise self.stop(
                 Code.AUTH_PLAINTEXT_REFUSED,
                 "the connection is not encrypted; the credentials were not sent",
+                None if flag_helps else _TLS_ONLY_HINT,
             )
 
     def begin_login(self, step: str, mechanism: str) -> None:

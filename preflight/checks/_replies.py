@@ -21,7 +21,13 @@ from preflight._net import SHORT_LIMIT, reportable, scrub
 from preflight.providers import family_of
 from preflight.report import Code
 
-__all__ = ["Verdict", "classify_login_refusal", "decode_xoauth2_challenge", "provider_of"]
+__all__ = [
+    "SERVER_UNAVAILABLE_HINT",
+    "Verdict",
+    "classify_login_refusal",
+    "decode_xoauth2_challenge",
+    "provider_of",
+]
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,17 @@ _GOOGLE_APP_PW = (
 _YAHOO_APP_PW = (
     "Yahoo/AOL wants an app password: generate one in the account's security settings and "
     "use it instead of the normal password."
+)
+
+
+_THROTTLED = (
+    "The server is throttling logins: wait a while, then retry once. Repeated attempts "
+    "prolong the block."
+)
+SERVER_UNAVAILABLE_HINT: Final = (
+    "The server could not check the login just now (a temporary failure on its side, such "
+    "as its password service being down): nothing says the account is wrong; retry later, "
+    "and tell the mail provider if it lasts."
 )
 
 
@@ -96,14 +113,21 @@ _RULES: Final = (
         "or SMTP AUTH turned off): check with the tenant's admin, or connect with OAuth.",
     ),
     _rule(
-        r"too many (login|authentication|auth) attempts|try again later|rate.?limit|\[UNAVAILABLE\]"
-        r"|\[LIMIT\]|temporarily",
+        r"too many (login|authentication|auth) attempts|rate.?limit|\[LIMIT\]",
         Code.AUTH_THROTTLED,
-        "The server is throttling logins: wait a while, then retry once. Repeated attempts "
-        "prolong the block.",
+        _THROTTLED,
     ),
     _rule(
-        r"must issue a STARTTLS|encryption required|\[PRIVACYREQUIRED\]|LOGINDISABLED",
+        r"unable to authenticate at present|temporary (problem|failure|error)"
+        r"|temporary authentication failure|\[UNAVAILABLE\]"
+        r"|(service|backend) (is )?(temporarily )?unavailable",
+        Code.SERVER_UNAVAILABLE,
+        SERVER_UNAVAILABLE_HINT,
+    ),
+    _rule(r"try again later|temporarily", Code.AUTH_THROTTLED, _THROTTLED),
+    _rule(
+        r"must issue a STARTTLS|encryption required|\[PRIVACYREQUIRED\]|LOGINDISABLED"
+        r"|XTLSREQUIRED",
         Code.AUTH_PLAINTEXT_REFUSED,
         "The server accepts credentials only over TLS: use 587 with STARTTLS or 465 with SSL "
         "(IMAP: 993, or 143 with STARTTLS).",
@@ -163,11 +187,7 @@ def classify_login_refusal(
         if rule.pattern.search(text):
             return Verdict(rule.code, message, rule.hint)
     if status is not None and 400 <= status < 500:
-        return Verdict(
-            Code.AUTH_THROTTLED,
-            message,
-            "The server refused the login for now (a temporary error): retry later.",
-        )
+        return Verdict(Code.SERVER_UNAVAILABLE, message, SERVER_UNAVAILABLE_HINT)
     return Verdict(Code.AUTH_FAILED, message, _GENERIC)
 
 

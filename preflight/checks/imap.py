@@ -32,6 +32,7 @@ from preflight.checks._imap_client import (
     capabilities_in,
 )
 from preflight.checks._probe import STARTTLS_MODES, Probe, Session
+from preflight.checks._replies import classify_login_refusal
 from preflight.options import CheckOptions
 from preflight.payload import Account
 from preflight.report import CheckResult, Code
@@ -46,6 +47,20 @@ _NO_INBOX_HINT = (
 _LOGIN_BEFORE_TLS_HINT = (
     "The server accepts logins only over TLS: use 993 with SSL or 143 with STARTTLS, not "
     "a plain-text connection."
+)
+_LOGIN_BEFORE_STARTTLS_HINT = (
+    "This server takes logins only over TLS, and it offers STARTTLS: use 143 with STARTTLS "
+    "(or 993 with SSL), not a plain-text connection: allowing clear-text logins cannot help."
+)
+_NO_MAILBOX_HINT = (
+    "The login works, but the mailbox does not exist on the server: the mail administrator "
+    "must create it, or enable IMAP access for it (provider settings or admin console); "
+    "see details.reply."
+)
+#: What a server says when the logged-in user has no mailbox (Cyrus, Courier, Dovecot).
+_NO_MAILBOX = re.compile(
+    r"mailbox does not exist|no such file or directory|\[NONEXISTENT\]|mailbox doesn't exist",
+    re.IGNORECASE,
 )
 _NO_MECHANISM_HINT = (
     "The IMAP server offers no login preflight can use with these credentials: check the "
@@ -154,11 +169,47 @@ class _ImapProbe(Probe):
         if isinstance(exc, ProtocolViolation):
             return self.stop(Code.PROTOCOL_ERROR, f"{exc} (during {step})")
         if isinstance(exc, ImapError | ConnectionError):
+            bye = self.client.bye if self.client is not None else None
+            if bye is not None:
+                return self._said_bye(bye)
             # Also asyncio's "SSL handshake is taking longer than ..." (ConnectionAbortedError).
             if step == "tls" and "handshake" in str(exc):
                 return self.stop(Code.GREETING_TIMEOUT, "connected, but no TLS handshake came")
             return self.stop(Code.PROTOCOL_ERROR, f"the server closed the connection during {step}")
         return None
+
+    def _said_bye(self, bye: str) -> ProbeStop:
+        """The server ended the session with ``* BYE``: its words say why."""
+        reply = f"BYE {bye}"
+        step = self.state.step
+        if step == "login":
+            return self.refused(reply)
+        if step == "examine":
+            return self._inbox_refused(reply)
+        return self.stop(
+            Code.PROTOCOL_ERROR,
+            f"the server ended the session during {step}: {reply}",
+            reply=reply,
+        )
+
+    def _inbox_refused(self, reply: str) -> ProbeStop:
+        """INBOX cannot be opened after a login that worked (``NO`` or ``* BYE``)."""
+        if _NO_MAILBOX.search(reply):
+            return self.stop(
+                Code.PROTOCOL_ERROR,
+                f"logged in, but INBOX cannot be opened: the mailbox does not exist: {reply}",
+                _NO_MAILBOX_HINT,
+                reply=reply,
+            )
+        verdict = classify_login_refusal(reply, self.host, secrets=self.state.secrets)
+        if verdict.code is Code.SERVER_UNAVAILABLE:
+            return self.stop(verdict.code, verdict.message, verdict.hint, reply=reply)
+        return self.stop(
+            Code.PROTOCOL_ERROR,
+            f"logged in, but INBOX cannot be opened: {reply}",
+            _NO_INBOX_HINT,
+            reply=reply,
+        )
 
     # --- the steps ---------------------------------------------------------------
 
@@ -282,6 +333,17 @@ class _ImapProbe(Probe):
         self.state.details["auth_offered"] = [
             reportable(c, limit=SHORT_LIMIT) for c in offered[:_MAX_CAPABILITIES_SHOWN]
         ]
+        if not self.encrypted and (
+            "XTLSREQUIRED" in capabilities
+            or ("LOGINDISABLED" in capabilities and not self._authenticate_possible(offered))
+        ):
+            # A clear-text login cannot work here, with or without --allow-plaintext-auth.
+            said = "XTLSREQUIRED" if "XTLSREQUIRED" in capabilities else "LOGINDISABLED"
+            raise self.stop(
+                Code.AUTH_PLAINTEXT_REFUSED,
+                f"the server refuses logins before TLS ({said}); nothing was sent",
+                self._before_tls_hint(),
+            )
         self.refuse_plaintext()
         if self.token is not None and "XOAUTH2" in offered:
             return "XOAUTH2"
@@ -290,12 +352,6 @@ class _ImapProbe(Probe):
                 return "LOGIN"
             if "PLAIN" in offered:
                 return "PLAIN"
-            if not self.encrypted:
-                raise self.stop(
-                    Code.AUTH_PLAINTEXT_REFUSED,
-                    "the server refuses logins before TLS (LOGINDISABLED); nothing was sent",
-                    _LOGIN_BEFORE_TLS_HINT,
-                )
             raise self.stop(
                 Code.AUTH_UNSUPPORTED,
                 "the server disables LOGIN and offers no usable AUTHENTICATE mechanism"
@@ -329,11 +385,34 @@ class _ImapProbe(Probe):
         if not reply.ok:
             self._refused(mechanism, reply)
 
+    def _authenticate_possible(self, offered: list[str]) -> bool:
+        """Whether an AUTHENTICATE preflight would use is offered (LOGIN aside)."""
+        if self.token is not None and "XOAUTH2" in offered:
+            return True
+        return bool(self.password.reveal()) and "PLAIN" in offered
+
+    def _offers_starttls(self) -> bool:
+        return "STARTTLS" in (c.upper() for c in self.capabilities)
+
+    def _before_tls_hint(self) -> str:
+        return _LOGIN_BEFORE_STARTTLS_HINT if self._offers_starttls() else _LOGIN_BEFORE_TLS_HINT
+
     def _refused(self, mechanism: str, reply: Reply) -> None:
         if mechanism == "XOAUTH2" and reply.challenges:
             # The challenge carries the error; it was answered with an empty line.
             self.note_oauth_error(reply.challenges[-1])
             raise self.oauth_refused(reply.line)
+        if not self.encrypted and self._offers_starttls():
+            # A login refused before TLS by a server that offers TLS (GNU imap4d: "NO LOGIN
+            # Command disabled"): whatever the words, the password was not the question.
+            verdict = classify_login_refusal(reply.line, self.host, secrets=self.state.secrets)
+            if verdict.code in (Code.AUTH_FAILED, Code.AUTH_PLAINTEXT_REFUSED):
+                raise self.stop(
+                    Code.AUTH_PLAINTEXT_REFUSED,
+                    f"the server refused a login before TLS: {reply.line}",
+                    _LOGIN_BEFORE_STARTTLS_HINT,
+                    reply=reply.line,
+                )
         raise self.refused(reply.line)
 
     async def after_login(self) -> None:
@@ -343,12 +422,7 @@ class _ImapProbe(Probe):
         async with asyncio.timeout(self.options.timeouts.command):
             reply = await self.client.command("EXAMINE", "INBOX")
         if not reply.ok:
-            raise self.stop(
-                Code.PROTOCOL_ERROR,
-                f"logged in, but INBOX cannot be opened: {reply.line}",
-                _NO_INBOX_HINT,
-                reply=reply.line,
-            )
+            raise self._inbox_refused(reply.line)
         for line in reply.untagged:
             exists = _EXISTS.match(line)
             if exists:

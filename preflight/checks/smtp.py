@@ -77,6 +77,12 @@ class SmtpSession(Session):
         await self._smtp_probe.goodbye()
 
 
+_AUTH_AFTER_STARTTLS_HINT = (
+    "The server offers AUTH only after STARTTLS: don't force plain text "
+    "(--smtp-security plain); use STARTTLS (587) or SSL (465)."
+)
+
+
 class _SmtpProbe(Probe):
     protocol: ClassVar[str] = "smtp"
     errors: ClassVar[tuple[type[BaseException], ...]] = (
@@ -214,9 +220,12 @@ class _SmtpProbe(Probe):
         assert self.smtp is not None
         offered = [reportable(m.upper(), limit=SHORT_LIMIT) for m in self.smtp.server_auth_methods]
         self.state.details["auth_offered"] = offered
-        self.refuse_plaintext()
+        self.refuse_plaintext(flag_helps=bool(offered))
         if not offered:
-            raise self.stop(Code.AUTH_UNSUPPORTED, "the server offers no AUTH mechanism")
+            hint = None
+            if not self.encrypted and self.smtp.supports_extension("starttls"):
+                hint = _AUTH_AFTER_STARTTLS_HINT
+            raise self.stop(Code.AUTH_UNSUPPORTED, "the server offers no AUTH mechanism", hint)
         if self.token is not None and "XOAUTH2" in offered:
             return "XOAUTH2"
         if self.password.reveal():
@@ -227,6 +236,10 @@ class _SmtpProbe(Probe):
             Code.AUTH_UNSUPPORTED,
             f"none of the offered mechanisms ({', '.join(offered)}) can be used"
             + (" with an OAuth token" if self.token is not None else ""),
+            f"The server offers only {', '.join(offered)}, which preflight does not use "
+            "(it logs in with PLAIN or LOGIN, or XOAUTH2 with a token): ask the provider "
+            "to enable PLAIN/LOGIN over TLS, or give the account an OAuth token if it "
+            "offers XOAUTH2.",
         )
 
     async def authenticate(self, mechanism: str) -> None:

@@ -353,6 +353,11 @@ class Stub:
     examine_reply: str = "OK [READ-ONLY] Examine completed"
     examine_untagged: str = "* 3 EXISTS\r\n* 0 RECENT"
     close_on_login: bool = False
+    #: Untagged lines (e.g. Courier's ``* BYE ...``) sent in answer to LOGIN before the
+    #: tagged reply; with ``close_on_login`` the connection is then closed instead of it.
+    login_untagged: str = ""
+    #: Sent right after the tagged answer to LOGIN, then the connection is closed.
+    after_login: str = ""
     starttls_extra: bytes = b""  # sent with the STARTTLS answer, before the handshake
     lines: list[str] = field(default_factory=list)
     tls_started: bool = False
@@ -407,9 +412,16 @@ class Stub:
                 await writer.start_tls(self.tls_context)
                 self.tls_started = True
             elif verb == "LOGIN":
+                if self.login_untagged:
+                    writer.write(f"{self.login_untagged}\r\n".encode())
+                    await writer.drain()
                 if self.close_on_login:
                     return
                 writer.write(f"{tag} {self.login_reply}\r\n".encode())
+                if self.after_login:
+                    writer.write(f"{self.after_login}\r\n".encode())
+                    await writer.drain()
+                    return
             elif verb == "AUTHENTICATE":
                 mechanism, _, initial = args.partition(" ")
                 if not initial:
@@ -855,3 +867,126 @@ async def test_tls_handshake_cut_by_the_deadline(start_stub: StartStub) -> None:
     assert seconds(result) < 1.0
     await asyncio.sleep(0.05)
     gc.collect()  # an unclosed transport or socket would warn now, and warnings are errors
+
+
+# --- Issue 11: replies that must keep their meaning (scripted as the servers answer) ----
+
+
+async def test_imap4d_xtlsrequired_refused_before_tls(start_stub: StartStub) -> None:
+    """GNU imap4d on 143: STARTTLS XTLSREQUIRED (no LOGINDISABLED), plain text forced."""
+    stub, port = await start_stub(
+        tls=False,
+        greeting="* OK IMAP4rev1 Debian GNU Mailutils 3.15 ready",
+        capabilities="IMAP4rev1 NAMESPACE ID IDLE LITERAL+ UNSELECT STARTTLS XTLSREQUIRED",
+        login_reply="NO LOGIN Command disabled",
+    )
+    for allowed in (False, True):
+        result = await probe(
+            "imap.stub.test",
+            "127.0.0.1",
+            port,
+            imap_security="plain",
+            allow_plaintext_auth=allowed,
+        )
+        assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
+        assert "XTLSREQUIRED" in result.message
+        hint = result.hint or ""
+        assert "STARTTLS" in hint
+        assert "re-type" not in hint
+        assert "--allow-plaintext-auth" not in hint
+    assert not stub.commands("LOGIN")
+
+
+async def test_imap4d_login_command_disabled(start_stub: StartStub) -> None:
+    """GNU imap4d answers a clear-text LOGIN with NO LOGIN Command disabled (STARTTLS offered)."""
+    stub, port = await start_stub(
+        tls=False,
+        greeting="* OK IMAP4rev1 Debian GNU Mailutils 3.15 ready",
+        capabilities="IMAP4rev1 NAMESPACE ID IDLE LITERAL+ UNSELECT STARTTLS",
+        login_reply="NO LOGIN Command disabled",
+    )
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, imap_security="plain", allow_plaintext_auth=True
+    )
+    assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
+    assert result.details["reply"] == "NO LOGIN Command disabled"
+    hint = result.hint or ""
+    assert "only over TLS" in hint
+    assert "re-type" not in hint
+    assert "--allow-plaintext-auth" not in hint
+    assert stub.commands("LOGIN")
+
+
+async def test_dovecot_logindisabled_hint_has_no_flag(stack: Stack) -> None:
+    """Dovecot's LOGINDISABLED before TLS: the hint does not offer --allow-plaintext-auth."""
+    address, port, ca = dovecot(stack, "starttls_required")
+    result = await probe(address, address, port, ca_file=ca, imap_security="plain")
+    assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
+    assert "LOGINDISABLED" in result.message
+    assert "--allow-plaintext-auth" not in (result.hint or "")
+
+
+async def test_plaintext_hint_offers_flag_when_it_helps(start_stub: StartStub) -> None:
+    """No LOGINDISABLED, no STARTTLS refusal yet: the flag could help, so the hint names it."""
+    _, port = await start_stub(tls=False, capabilities="IMAP4rev1 AUTH=PLAIN")
+    result = await probe("imap.stub.test", "127.0.0.1", port, imap_security="plain")
+    assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
+    assert "--allow-plaintext-auth" in (result.hint or "")
+
+
+async def test_courier_bye_temporary_problem(start_stub: StartStub, stub_ca_file: str) -> None:
+    """Courier-IMAP answers LOGIN with * BYE Temporary problem (its auth backend is down)."""
+    _, port = await start_stub(
+        login_untagged="* BYE Temporary problem, please try again later", close_on_login=True
+    )
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.SERVER_UNAVAILABLE, result
+    assert result.details["reply"] == "BYE Temporary problem, please try again later"
+    hint = result.hint or ""
+    assert "retry later" in hint
+    assert "host and port" not in hint
+    assert "re-type" not in hint
+
+
+async def test_courier_bye_echoing_password_is_scrubbed(
+    start_stub: StartStub, stub_ca_file: str
+) -> None:
+    """A * BYE during LOGIN that repeats the password keeps its text, the password masked."""
+    _, port = await start_stub(
+        login_untagged=f"* BYE Temporary problem for {CANARY}, please try again later",
+        close_on_login=True,
+    )
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.SERVER_UNAVAILABLE, result
+    assert "Temporary problem" in result.details["reply"]
+
+
+async def test_courier_bye_after_login_no_mailbox(start_stub: StartStub, stub_ca_file: str) -> None:
+    """Courier: tagged OK LOGIN, then * BYE [ALERT] Fatal error: No such file or directory."""
+    _, port = await start_stub(after_login="* BYE [ALERT] Fatal error: No such file or directory")
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.PROTOCOL_ERROR, result
+    assert "mailbox does not exist" in result.message
+    assert result.details["reply"] == "BYE [ALERT] Fatal error: No such file or directory"
+    hint = result.hint or ""
+    assert "does not exist" in hint
+    assert "host and port" not in hint
+
+
+async def test_cyrus_examine_mailbox_does_not_exist(
+    start_stub: StartStub, stub_ca_file: str
+) -> None:
+    """Cyrus answers EXAMINE INBOX with NO Mailbox does not exist."""
+    _, port = await start_stub(examine_reply="NO Mailbox does not exist", examine_untagged="")
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.PROTOCOL_ERROR, result
+    assert result.details["reply"] == "NO Mailbox does not exist"
+    assert "does not exist" in (result.hint or "")

@@ -177,6 +177,36 @@ async def test_postfix_plaintext_auth_refused(stack: Stack) -> None:
     assert result.code is Code.AUTH_PLAINTEXT_REFUSED
 
 
+async def test_postfix_tls_auth_only_hint_has_no_flag(stack: Stack) -> None:
+    """Postfix with smtpd_tls_auth_only offers no AUTH before TLS: the flag cannot help."""
+    address, port, ca = postfix(stack, "plain")
+    if stack.smtp["plain"].plaintext_auth:
+        pytest.skip("this target takes AUTH in clear text")
+    result = await probe(stack.mail_host, address, port, ca_file=ca, smtp_security="plain")
+    assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
+    assert result.details["auth_offered"] == []
+    assert "--allow-plaintext-auth" not in (result.hint or "")
+
+
+async def test_postfix_auth_after_starttls(stack: Stack) -> None:
+    """Postfix hides AUTH until STARTTLS: forced plain (allowed) says so, not 'port 25'."""
+    address, port, ca = postfix(stack, "plain")
+    if stack.smtp["plain"].plaintext_auth:
+        pytest.skip("this target takes AUTH in clear text")
+    result = await probe(
+        stack.mail_host,
+        address,
+        port,
+        ca_file=ca,
+        smtp_security="plain",
+        allow_plaintext_auth=True,
+    )
+    assert result.code is Code.AUTH_UNSUPPORTED, result
+    hint = result.hint or ""
+    assert "after STARTTLS" in hint
+    assert "port 25" not in hint
+
+
 async def test_closed_port_is_refused(stack: Stack) -> None:
     """Nothing listening: connect_refused with a hint about the port."""
     result = await probe(stack.mail_host, "127.0.0.1", 9, smtp_security="ssl")
@@ -447,6 +477,12 @@ PROVIDER_REPLIES = [
     ),
     (
         "smtp.stub.test",
+        ["435 Unable to authenticate at present"],  # Exim, its password backend down
+        Code.SERVER_UNAVAILABLE,
+        "retry later",
+    ),
+    (
+        "smtp.stub.test",
         ["538 5.7.11 Encryption required for requested authentication mechanism"],
         Code.AUTH_PLAINTEXT_REFUSED,
         "TLS",
@@ -486,6 +522,30 @@ async def test_no_auth_offered(start_stub: StartStub, stub_ca_file: str) -> None
     stub, port = await start_stub(auth="")
     result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
     assert result.code is Code.AUTH_UNSUPPORTED
+    assert auth_commands(stub) == []
+
+
+async def test_exim_435_is_not_throttling(start_stub: StartStub, stub_ca_file: str) -> None:
+    """Exim answers AUTH with 435 Unable to authenticate at present (backend down)."""
+    stub, port = await start_stub(auth_reply=["435 Unable to authenticate at present"])
+    result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
+    assert result.code is Code.SERVER_UNAVAILABLE, result
+    assert result.details["reply"] == "435 Unable to authenticate at present"
+    hint = result.hint or ""
+    assert "retry later" in hint
+    assert "throttl" not in hint
+    assert "re-type" not in hint
+    assert len(auth_commands(stub)) == 1
+
+
+async def test_only_cram_md5_offered(start_stub: StartStub, stub_ca_file: str) -> None:
+    """A server offering only CRAM-MD5: auth_unsupported naming it, nothing sent."""
+    stub, port = await start_stub(auth="CRAM-MD5")
+    result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
+    assert result.code is Code.AUTH_UNSUPPORTED, result
+    hint = result.hint or ""
+    assert "CRAM-MD5" in hint
+    assert "port 25" not in hint
     assert auth_commands(stub) == []
 
 

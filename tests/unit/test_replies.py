@@ -73,7 +73,7 @@ def test_provider_of(host: str, provider: str | None) -> None:
         (
             "NO [UNAVAILABLE] Temporary authentication failure",
             "mail.example.com",
-            Code.AUTH_THROTTLED,
+            Code.SERVER_UNAVAILABLE,
         ),
         (
             "530 5.7.0 Must issue a STARTTLS command first",
@@ -87,10 +87,29 @@ def test_imap_and_generic_replies(reply: str, host: str, code: Code) -> None:
     assert classify_login_refusal(reply, host).code is code
 
 
-def test_temporary_smtp_status_is_throttled() -> None:
-    """An unrecognised 4xx refusal is temporary: auth_throttled, retry later."""
+def test_temporary_smtp_status_is_server_unavailable() -> None:
+    """An unrecognised 4xx refusal is temporary on the server's side: server_unavailable."""
     verdict = classify_login_refusal("454 4.3.0 Try again", "mail.example.com", status=454)
-    assert verdict.code is Code.AUTH_THROTTLED
+    assert verdict.code is Code.SERVER_UNAVAILABLE
+    assert "retry later" in verdict.hint
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        ("435 Unable to authenticate at present", Code.SERVER_UNAVAILABLE),  # Exim
+        ("BYE Temporary problem, please try again later", Code.SERVER_UNAVAILABLE),  # Courier
+        ("454 4.7.0 Too many login attempts, please try again later.", Code.AUTH_THROTTLED),
+        ("NO [UNAVAILABLE] Too many login attempts, try again later", Code.AUTH_THROTTLED),
+        ("NO LOGIN Command disabled", Code.AUTH_FAILED),  # alone, the words say nothing more
+        ("NO [ALERT] XTLSREQUIRED", Code.AUTH_PLAINTEXT_REFUSED),
+    ],
+)
+def test_temporary_failure_is_not_throttling(reply: str, code: Code) -> None:
+    """A server whose password backend is down is server_unavailable, not auth_throttled."""
+    status = int(reply[:3]) if reply[:3].isdigit() else None
+    verdict = classify_login_refusal(reply, "mail.example.com", status=status)
+    assert verdict.code is code
 
 
 def test_5_7_3_only_means_microsoft_on_microsoft() -> None:

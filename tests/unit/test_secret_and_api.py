@@ -131,6 +131,7 @@ def test_codes_are_the_contracts() -> None:
         "auth_web_login_required",
         "auth_basic_disabled",
         "auth_throttled",
+        "server_unavailable",
         "auth_unsupported",
         "auth_plaintext_refused",
         "timeout",
