@@ -34,6 +34,7 @@ __all__ = [
     "bounded",
     "mode_for_port",
     "open_socket",
+    "presented_certificate",
     "reportable",
     "reportable_details",
     "scrub",
@@ -415,3 +416,73 @@ class ProbeState:
         return CheckResult(
             self.name, Status.PASS, Code.OK, message, None, self.elapsed_ms(), dict(self.details)
         )
+
+
+async def _read_line(sock: socket.socket, buffer: bytearray) -> bytes:
+    """One CRLF-ended line from ``sock`` (``buffer`` keeps what came after it)."""
+    loop = asyncio.get_running_loop()
+    while b"\n" not in buffer:
+        if len(buffer) > 65536:
+            raise ConnectionError("line too long")
+        chunk = await loop.sock_recv(sock, 4096)
+        if not chunk:
+            raise ConnectionResetError("closed")
+        buffer += chunk
+    line, _, rest = bytes(buffer).partition(b"\n")
+    buffer[:] = rest
+    return line
+
+
+async def _starttls_exchange(sock: socket.socket, protocol: str) -> None:
+    """The least of ``protocol``'s clear-text talk that ends in STARTTLS accepted."""
+    loop = asyncio.get_running_loop()
+    buffer = bytearray()
+    if protocol == "smtp":
+        while (line := await _read_line(sock, buffer))[3:4] == b"-":
+            pass  # the (multi-line) greeting
+        await loop.sock_sendall(sock, b"EHLO preflight.invalid\r\n")
+        while (line := await _read_line(sock, buffer))[3:4] == b"-":
+            pass
+        await loop.sock_sendall(sock, b"STARTTLS\r\n")
+        if not (await _read_line(sock, buffer)).startswith(b"220"):
+            raise ConnectionError("STARTTLS refused")
+    else:
+        await _read_line(sock, buffer)  # the greeting
+        await loop.sock_sendall(sock, b"C1 STARTTLS\r\n")
+        while not (line := await _read_line(sock, buffer)).startswith(b"C1 "):
+            pass
+        if not line.upper().startswith(b"C1 OK"):
+            raise ConnectionError("STARTTLS refused")
+
+
+async def presented_certificate(
+    address: str, port: int, protocol: str, starttls: bool, timeout: float
+) -> bytes | None:
+    """The DER certificate the server at ``address:port`` presents, fetched on a fresh
+    connection with verification off (after ``protocol``'s STARTTLS when
+    ``starttls``); None when it cannot be had within ``timeout``.
+
+    A failed verification leaves ssl no certificate to show, so a report that names
+    what the certificate is for needs this second, short look.
+    """
+    if timeout <= 0:
+        return None
+    loop = asyncio.get_running_loop()
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    sock.setblocking(False)
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, (address, port))
+            if starttls:
+                await _starttls_exchange(sock, protocol)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = context.wrap_bio(incoming, outgoing, server_side=False)
+            await tls_handshake(sock, tls, incoming, outgoing)
+            return tls.getpeercert(binary_form=True)
+    except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+        return None
+    finally:
+        sock.close()

@@ -7,11 +7,18 @@ import ssl
 import time
 from typing import Any, TypeVar
 
+from preflight._text import shown
 from preflight.report import Code
 
 E = TypeVar("E", bound=BaseException)
 
-__all__ = ["EXPIRY_WARN_DAYS", "classify_tls_error", "describe_session", "make_context"]
+__all__ = [
+    "EXPIRY_WARN_DAYS",
+    "classify_tls_error",
+    "describe_der",
+    "describe_session",
+    "make_context",
+]
 
 #: A certificate expiring within this many days makes a passing check a warning.
 EXPIRY_WARN_DAYS = 14
@@ -100,3 +107,41 @@ def find_cause(exc: BaseException | None, kind: type[E]) -> E | None:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return None
+
+
+#: At most this many names of a certificate's SAN are reported.
+_SAN_LIMIT = 20
+#: Each string taken from a certificate is cut to this many characters.
+_CERT_TEXT_LIMIT = 200
+
+
+def describe_der(der: bytes) -> dict[str, Any] | None:
+    """Subject, SANs, issuer and validity of a DER certificate, read without
+    verifying it (a certificate that failed verification); None when unreadable.
+
+    Parsed with ``cryptography`` (a runtime dependency for this): the stdlib reads a
+    certificate's fields only after a verified handshake. Every string is outside
+    text, made printable and bounded.
+    """
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        sans: list[str] = []
+        try:
+            ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            names = ext.value.get_values_for_type(x509.DNSName)
+            addresses = [str(a) for a in ext.value.get_values_for_type(x509.IPAddress)]
+            sans = [shown(str(n), _CERT_TEXT_LIMIT) for n in [*names, *addresses][:_SAN_LIMIT]]
+        return {
+            "subject": shown(cert.subject.rfc4514_string(), _CERT_TEXT_LIMIT),
+            "san": sans,
+            "issuer": shown(cert.issuer.rfc4514_string(), _CERT_TEXT_LIMIT),
+            "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+        }
+    except (ValueError, TypeError):
+        return None

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from preflight.report import Code
 
 __all__ = ["hint_for"]
 
 
-def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = "") -> str:
+def hint_for(
+    code: Code,
+    protocol: str,
+    host: str,
+    port: int,
+    *,
+    spoke: str = "",
+    names: Sequence[str] = (),
+) -> str:
     """A one- or two-sentence hint for a failure of ``protocol`` at ``host:port``.
 
-    ``spoke`` is the mode the probe used ("ssl" or "plain"), for a mode mismatch.
+    ``spoke`` is the mode the probe used ("ssl" or "plain"), for a mode mismatch;
+    ``names`` the presented certificate's SANs, for a host name mismatch.
     """
     field = f"{protocol}_host"
     if code is Code.HOST_NOT_FOUND:
@@ -67,6 +78,19 @@ def hint_for(code: Code, protocol: str, host: str, port: int, *, spoke: str = ""
             "CA, pass it with --ca-file; otherwise the host name may be wrong."
         )
     if code is Code.TLS_HOSTNAME_MISMATCH:
+        exact = [name for name in names if not name.startswith("*.")]
+        if exact:
+            listed = exact[:3]
+            return (
+                f"The certificate does not name {host}; it is for {', '.join(listed)}: use "
+                f"{'that' if len(listed) == 1 else 'one of those'} as {field} "
+                "(details.certificate lists its names)."
+            )
+        if names:
+            return (
+                f"The certificate does not name {host}; it is for {', '.join(names[:3])}: use "
+                f"a host name it covers as {field} (details.certificate lists its names)."
+            )
         return (
             f"The certificate does not name {host}: shared hosting often uses the hosting "
             "provider's server name; use the name on the certificate (see details)."

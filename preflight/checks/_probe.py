@@ -28,11 +28,18 @@ from preflight._net import (
     bounded,
     mode_for_port,
     open_socket,
+    presented_certificate,
     reportable_details,
     tls_answers,
 )
 from preflight._resolver import HostLookup
-from preflight._tls import classify_tls_error, describe_session, expiry_warning, find_cause
+from preflight._tls import (
+    classify_tls_error,
+    describe_der,
+    describe_session,
+    expiry_warning,
+    find_cause,
+)
 from preflight.checks._hints import hint_for
 from preflight.checks._replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
 from preflight.options import CheckOptions, Security
@@ -48,6 +55,10 @@ T = TypeVar("T")
 STARTTLS_MODES: tuple[Mode, ...] = ("starttls", "starttls?", "detect")
 #: A goodbye is a courtesy: a server slow to say it does not hold the report.
 _GOODBYE_TIMEOUT = 2.0
+#: The second look at a certificate that failed verification is this short at most.
+_CERT_FETCH_TIMEOUT = 2.0
+#: The failures whose report carries the presented certificate (``details.certificate``).
+_CERT_CODES = (Code.TLS_HOSTNAME_MISMATCH, Code.TLS_UNTRUSTED, Code.TLS_EXPIRED)
 
 
 _TLS_ONLY_HINT = (
@@ -92,6 +103,8 @@ class Probe:
         self.mode: Mode = mode_for_port(self.protocol, port, security)
         #: What was spoken when a mode mismatch shows: the hint tells the other.
         self.spoke = "ssl" if self.mode == "ssl" else "plain"
+        #: The loop time the check must end by (set by :meth:`check`, :meth:`open_within`).
+        self.deadline: float | None = None
 
     # --- what a protocol adds ------------------------------------------------------
 
@@ -123,7 +136,11 @@ class Probe:
     def stop(
         self, code: Code, message: str, hint: str | None = None, reply: str | None = None
     ) -> ProbeStop:
-        hint = hint or hint_for(code, self.protocol, self.host, self.port, spoke=self.spoke)
+        certificate = self.state.details.get("certificate")
+        names = certificate.get("san", []) if isinstance(certificate, dict) else []
+        hint = hint or hint_for(
+            code, self.protocol, self.host, self.port, spoke=self.spoke, names=names
+        )
         return ProbeStop(self.state.fail(code, message, hint, reply))
 
     def timed_out(self) -> CheckResult:
@@ -167,12 +184,14 @@ class Probe:
 
     async def check(self, host: asyncio.Future[HostLookup], deadline: float) -> CheckResult:
         """The whole check before the loop time ``deadline``; closed afterwards."""
+        self.deadline = deadline
         return await bounded(self, self.run(host), deadline)
 
     async def open_within(
         self, host: asyncio.Future[HostLookup], deadline: float
     ) -> CheckResult | None:
         """Log in before ``deadline`` and keep the session open; or the failing result."""
+        self.deadline = deadline
         failed = await bounded(self, self.open(host), deadline, keep_open=True)
         return failed if isinstance(failed, CheckResult) else None
 
@@ -198,7 +217,29 @@ class Probe:
         except ProbeStop:
             raise
         except self.errors as exc:
+            await self.note_presented_certificate(exc)
             raise self.translate(exc) from None
+
+    async def note_presented_certificate(self, exc: BaseException) -> None:
+        """After a failed certificate verification, put the certificate the server
+        presents in ``details.certificate``: a second, short connection with
+        verification off, within the deadline (ssl keeps no certificate of a failed
+        handshake). Its names let the hint say which host name to use."""
+        tls_error = find_cause(exc, ssl.SSLCertVerificationError)
+        address = self.state.details.get("address")
+        if tls_error is None or not isinstance(address, str) or self.state.step == "connect":
+            return
+        if classify_tls_error(tls_error)[0] not in _CERT_CODES:
+            return
+        timeout = _CERT_FETCH_TIMEOUT
+        if self.deadline is not None:
+            remaining = self.deadline - asyncio.get_running_loop().time() - 0.1
+            timeout = min(timeout, remaining)
+        starttls = self.state.step == "starttls"
+        der = await presented_certificate(address, self.port, self.protocol, starttls, timeout)
+        described = describe_der(der) if der else None
+        if described is not None:
+            self.state.details["certificate"] = described
 
     async def connect_socket(self, addresses: tuple[str, ...]) -> tuple[socket.socket, str]:
         """A TCP connection to the first address that answers, and that address."""

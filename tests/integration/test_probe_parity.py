@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from fixtures.certs import CertFiles, CertSet, make_certs
+from fixtures.certs import WRONG_HOST, CertFiles, CertSet, make_certs
 from preflight._resolver import HostLookup
 from preflight._tls import make_context
 from preflight.checks.imap import probe_imap
@@ -147,3 +147,56 @@ async def test_tls_failure_is_reported_alike(
     assert smtp.message == imap.message
     assert same_words(smtp.hint, "smtp") == same_words(imap.hint, "imap")
     assert smtp.details["step"] == imap.details["step"] == ("starttls" if starttls else "tls")
+
+
+#: What each bad certificate presents: its SANs and its issuer's organisation.
+PRESENTED = {
+    "expired": ("mail.preflight.test", "preflight test CA"),
+    "not_yet_valid": ("mail.preflight.test", "preflight test CA"),
+    "wrong_host": (WRONG_HOST, "preflight test CA"),
+    "untrusted": ("mail.preflight.test", "preflight untrusted CA"),
+}
+
+
+@pytest.mark.parametrize(("starttls"), [False, True], ids=["implicit", "starttls"])
+@pytest.mark.parametrize(("key", "code"), CASES)
+async def test_failed_certificate_is_described_alike(
+    certs: CertSet, key: str, code: Code, starttls: bool
+) -> None:
+    """A certificate that fails verification is in both reports' details.certificate."""
+    context = server_context(getattr(certs, key))
+    smtp_script = smtp_starttls if starttls else None
+    imap_script = imap_starttls if starttls else None
+    security: Security = "starttls" if starttls else "ssl"
+    options = CheckOptions(
+        ca_file=str(certs.ca_file), smtp_security=security, imap_security=security
+    )
+    async with stub(context, smtp_script) as smtp_port, stub(context, imap_script) as imap_port:
+        smtp, imap = await both(account(smtp_port, imap_port), options)
+    name, issuer = PRESENTED[key]
+    for result in (smtp, imap):
+        assert result.code is code, result
+        certificate = result.details["certificate"]
+        assert set(certificate) == {"subject", "san", "issuer", "not_before", "not_after"}
+        assert name in certificate["san"], certificate
+        assert issuer in certificate["issuer"], certificate
+        assert certificate["not_before"] < certificate["not_after"]
+    assert smtp.details["certificate"] == imap.details["certificate"]
+
+
+@pytest.mark.parametrize(("starttls"), [False, True], ids=["implicit", "starttls"])
+async def test_hostname_mismatch_hint_names_the_san(certs: CertSet, starttls: bool) -> None:
+    """tls_hostname_mismatch's hint names the certificate's SAN as the host to use."""
+    context = server_context(certs.wrong_host)
+    security: Security = "starttls" if starttls else "ssl"
+    options = CheckOptions(
+        ca_file=str(certs.ca_file), smtp_security=security, imap_security=security
+    )
+    smtp_script = smtp_starttls if starttls else None
+    imap_script = imap_starttls if starttls else None
+    async with stub(context, smtp_script) as smtp_port, stub(context, imap_script) as imap_port:
+        smtp, imap = await both(account(smtp_port, imap_port), options)
+    assert smtp.hint is not None
+    assert imap.hint is not None
+    assert f"it is for {WRONG_HOST}: use that as smtp_host" in smtp.hint
+    assert f"it is for {WRONG_HOST}: use that as imap_host" in imap.hint
