@@ -33,6 +33,7 @@ __all__ = [
     "ProbeStop",
     "bounded",
     "mode_for_port",
+    "offers_starttls",
     "open_socket",
     "presented_certificate",
     "reportable",
@@ -483,6 +484,48 @@ async def presented_certificate(
             await tls_handshake(sock, tls, incoming, outgoing)
             return tls.getpeercert(binary_form=True)
     except (OSError, TimeoutError):  # ssl.SSLError is an OSError
+        return None
+    finally:
+        sock.close()
+
+
+async def offers_starttls(address: str, port: int, protocol: str, timeout: float) -> bool | None:
+    """Whether the clear-text server at ``address:port`` offers STARTTLS (SMTP EHLO,
+    IMAP capabilities), on a fresh connection that sends nothing else; None when that
+    cannot be seen within ``timeout``. For the hint of implicit TLS spoken to a
+    clear-text port: STARTTLS helps only where it is offered."""
+    if timeout <= 0:
+        return None
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    sock.setblocking(False)
+    buffer = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            await loop.sock_connect(sock, (address, port))
+            if protocol == "smtp":
+                while (await _read_line(sock, buffer))[3:4] == b"-":
+                    pass  # the (multi-line) greeting
+                await loop.sock_sendall(sock, b"EHLO preflight.invalid\r\n")
+                lines = [await _read_line(sock, buffer)]
+                while lines[-1][3:4] == b"-":
+                    lines.append(await _read_line(sock, buffer))
+                if not lines[0].startswith(b"250"):
+                    return None
+                return any(line[4:].strip().upper() == b"STARTTLS" for line in lines)
+            greeting = await _read_line(sock, buffer)
+            if b"CAPABILITY" in greeting.upper():
+                return b"STARTTLS" in greeting.upper().replace(b"]", b" ").split()
+            await loop.sock_sendall(sock, b"C1 CAPABILITY\r\n")
+            lines = [await _read_line(sock, buffer)]
+            while not lines[-1].startswith(b"C1 "):
+                lines.append(await _read_line(sock, buffer))
+            if not lines[-1].upper().startswith(b"C1 OK"):
+                return None
+            return any(
+                b"STARTTLS" in line.upper().replace(b"]", b" ").split() for line in lines[:-1]
+            )
+    except (OSError, TimeoutError):
         return None
     finally:
         sock.close()

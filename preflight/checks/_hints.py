@@ -17,11 +17,13 @@ def hint_for(
     *,
     spoke: str = "",
     names: Sequence[str] = (),
+    starttls: bool | None = None,
 ) -> str:
     """A one- or two-sentence hint for a failure of ``protocol`` at ``host:port``.
 
     ``spoke`` is the mode the probe used ("ssl" or "plain"), for a mode mismatch;
-    ``names`` the presented certificate's SANs, for a host name mismatch.
+    ``names`` the presented certificate's SANs, for a host name mismatch; ``starttls``
+    whether a clear-text port met with implicit TLS offers STARTTLS (None: not seen).
     """
     field = f"{protocol}_host"
     if code is Code.HOST_NOT_FOUND:
@@ -57,6 +59,13 @@ def hint_for(
         )
     if code is Code.TLS_MODE_MISMATCH:
         tls_port, starttls_port = ("465", "587") if protocol == "smtp" else ("993", "143")
+        if spoke == "ssl" and starttls is False:
+            return (
+                f"Port {port} speaks clear text and offers no STARTTLS, so no login there "
+                f"would be encrypted: it is not a TLS port of this server. Check {field} and "
+                f"{protocol}_port against the provider's settings (implicit TLS is usual on "
+                f"{tls_port}, STARTTLS on {starttls_port})."
+            )
         if spoke == "ssl":
             return (
                 f"Port {port} speaks clear text first, not implicit TLS: use STARTTLS on it "

@@ -27,6 +27,7 @@ from preflight._net import (
     ProbeStop,
     bounded,
     mode_for_port,
+    offers_starttls,
     open_socket,
     presented_certificate,
     reportable_details,
@@ -139,7 +140,13 @@ class Probe:
         certificate = self.state.details.get("certificate")
         names = certificate.get("san", []) if isinstance(certificate, dict) else []
         hint = hint or hint_for(
-            code, self.protocol, self.host, self.port, spoke=self.spoke, names=names
+            code,
+            self.protocol,
+            self.host,
+            self.port,
+            spoke=self.spoke,
+            names=names,
+            starttls=self.state.details.get("starttls_offered"),
         )
         return ProbeStop(self.state.fail(code, message, hint, reply))
 
@@ -218,7 +225,34 @@ class Probe:
             raise
         except self.errors as exc:
             await self.note_presented_certificate(exc)
+            await self.note_starttls_offer(exc)
             raise self.translate(exc) from None
+
+    def _second_look_timeout(self) -> float:
+        """A second, short connection's time: at most 2 s, never beyond the deadline."""
+        timeout = _CERT_FETCH_TIMEOUT
+        if self.deadline is not None:
+            remaining = self.deadline - asyncio.get_running_loop().time() - 0.1
+            timeout = min(timeout, remaining)
+        return timeout
+
+    async def note_starttls_offer(self, exc: BaseException) -> None:
+        """Implicit TLS met clear text: whether that server offers STARTTLS
+        (``details.starttls_offered``), seen on a second, short connection, so that the
+        hint recommends STARTTLS only where it would work."""
+        tls_error = find_cause(exc, ssl.SSLError)
+        address = self.state.details.get("address")
+        if tls_error is None or self.spoke != "ssl" or not isinstance(address, str):
+            return
+        if (
+            self.state.step != "tls"
+            or classify_tls_error(tls_error)[0] is not Code.TLS_MODE_MISMATCH
+        ):
+            return
+        timeout = self._second_look_timeout()
+        offered = await offers_starttls(address, self.port, self.protocol, timeout)
+        if offered is not None:
+            self.state.details["starttls_offered"] = offered
 
     async def note_presented_certificate(self, exc: BaseException) -> None:
         """After a failed certificate verification, put the certificate the server
@@ -231,10 +265,7 @@ class Probe:
             return
         if classify_tls_error(tls_error)[0] not in _CERT_CODES:
             return
-        timeout = _CERT_FETCH_TIMEOUT
-        if self.deadline is not None:
-            remaining = self.deadline - asyncio.get_running_loop().time() - 0.1
-            timeout = min(timeout, remaining)
+        timeout = self._second_look_timeout()
         starttls = self.state.step == "starttls"
         der = await presented_certificate(address, self.port, self.protocol, starttls, timeout)
         described = describe_der(der) if der else None

@@ -77,12 +77,19 @@ Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ssl.SSLContext], 
 async def stub(context: ssl.SSLContext, script: Script | None) -> AsyncIterator[int]:
     """A loopback server: implicit TLS (``script`` None) or the STARTTLS ``script``."""
 
+    handlers: set[asyncio.Task[Any]] = set()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            if script is not None:
-                await script(reader, writer, context)
-            await reader.read()
-        writer.close()
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            with contextlib.suppress(Exception):
+                if script is not None:
+                    await script(reader, writer, context)
+                await reader.read()
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(
         handle, "127.0.0.1", 0, ssl=context if script is None else None
@@ -91,6 +98,10 @@ async def stub(context: ssl.SSLContext, script: Script | None) -> AsyncIterator[
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+        for task in handlers:  # no connection outlives the test (its loop)
+            task.cancel()
+        if handlers:
+            await asyncio.wait(handlers)
 
 
 def account(smtp_port: int, imap_port: int) -> Account:
@@ -200,3 +211,87 @@ async def test_hostname_mismatch_hint_names_the_san(certs: CertSet, starttls: bo
     assert imap.hint is not None
     assert f"it is for {WRONG_HOST}: use that as smtp_host" in smtp.hint
     assert f"it is for {WRONG_HOST}: use that as imap_host" in imap.hint
+
+
+def plain_smtp(starttls: bool) -> Script:
+    """A clear-text SMTP server that offers STARTTLS or not (and never does it)."""
+
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: ssl.SSLContext
+    ) -> None:
+        writer.write(b"220 stub ESMTP\r\n")
+        while line := await reader.readline():
+            if line.upper().startswith(b"EHLO"):
+                offer = b"250-STARTTLS\r\n" if starttls else b""
+                writer.write(b"250-stub\r\n" + offer + b"250 AUTH PLAIN\r\n")
+            else:
+                writer.write(b"502 no\r\n")
+            await writer.drain()
+
+    return script
+
+
+def plain_imap(starttls: bool) -> Script:
+    """A clear-text IMAP server that offers STARTTLS or not (and never does it)."""
+
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: ssl.SSLContext
+    ) -> None:
+        writer.write(b"* OK stub ready\r\n")
+        while line := await reader.readline():
+            tag = line.split(b" ")[0]
+            if b"CAPABILITY" in line.upper():
+                offer = b" STARTTLS" if starttls else b""
+                writer.write(b"* CAPABILITY IMAP4rev1" + offer + b" AUTH=PLAIN\r\n")
+                writer.write(tag + b" OK done\r\n")
+            else:
+                writer.write(tag + b" BAD no\r\n")
+            await writer.drain()
+
+    return script
+
+
+@pytest.mark.parametrize("offered", [False, True], ids=["no-starttls", "starttls"])
+async def test_tls_to_clear_text_port_hint_matches_starttls_offer(
+    certs: CertSet, offered: bool
+) -> None:
+    """Implicit TLS met by clear text recommends STARTTLS only when the server offers it."""
+    context = server_context(certs.server)  # unused: the stubs speak clear text only
+    options = CheckOptions(ca_file=str(certs.ca_file), smtp_security="ssl", imap_security="ssl")
+    async with (
+        stub(context, plain_smtp(offered)) as smtp_port,
+        stub(context, plain_imap(offered)) as imap_port,
+    ):
+        smtp, imap = await both(account(smtp_port, imap_port), options)
+    for result in (smtp, imap):
+        assert result.code is Code.TLS_MODE_MISMATCH, result
+        assert result.details["starttls_offered"] is offered, result
+        assert ("use STARTTLS on it" in (result.hint or "")) is offered, result.hint
+        assert ("offers no STARTTLS" in (result.hint or "")) is not offered, result.hint
+
+
+async def test_certificate_second_look_is_bounded(certs: CertSet) -> None:
+    """A server silent on the second look costs at most 2 s, and no certificate is made up."""
+    context = server_context(certs.wrong_host)
+    connections = 0
+
+    async def first_only(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tls: ssl.SSLContext
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        if connections % 2 == 1:  # each probe's own connection: TLS, the wrong name
+            await writer.start_tls(tls)
+        else:  # its second look: silence
+            await asyncio.sleep(60)
+
+    options = CheckOptions(ca_file=str(certs.ca_file), smtp_security="ssl", imap_security="ssl")
+    loop = asyncio.get_running_loop()
+    async with stub(context, first_only) as smtp_port:
+        started = loop.time()
+        smtp, _ = await both(account(smtp_port, 1), options)
+        took = loop.time() - started
+    assert smtp.code is Code.TLS_HOSTNAME_MISMATCH, smtp
+    assert "certificate" not in smtp.details
+    assert "shared hosting" in (smtp.hint or "")
+    assert took < 4.0

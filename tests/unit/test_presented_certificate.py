@@ -67,3 +67,12 @@ def test_mismatch_hint_without_names_is_unchanged() -> None:
     """Without the certificate's names the hint stays the general one."""
     hint = hint_for(Code.TLS_HOSTNAME_MISMATCH, "smtp", "mail.example.com", 465)
     assert "shared hosting" in hint
+
+
+def test_mode_mismatch_hint_follows_the_starttls_offer() -> None:
+    """Implicit TLS met by clear text: STARTTLS is recommended only when offered."""
+    offered = hint_for(Code.TLS_MODE_MISMATCH, "smtp", "h.test", 465, spoke="ssl", starttls=True)
+    assert "use STARTTLS on it" in offered
+    absent = hint_for(Code.TLS_MODE_MISMATCH, "smtp", "h.test", 465, spoke="ssl", starttls=False)
+    assert "offers no STARTTLS" in absent
+    assert "use STARTTLS" not in absent
