@@ -154,10 +154,21 @@ async def tls_answers(address: str, port: int, timeout: float) -> bool:
 
     Used when a clear-text greeting does not come: a port that completes a TLS
     handshake speaks implicit TLS, and the account has the wrong port or mode.
-    The handshake runs over memory buffers on a socket this function owns, so that
-    cancelling it at any point closes the socket (asyncio's own TLS transports can
-    leak theirs when cancelled mid-handshake).
     """
+    return await _unverified_handshake(address, port, timeout) is not None
+
+
+async def _unverified_handshake(
+    address: str, port: int, timeout: float, protocol: str = "", starttls: bool = False
+) -> ssl.SSLObject | None:
+    """A TLS handshake with verification off on a fresh connection (after
+    ``protocol``'s STARTTLS when ``starttls``), or None when it does not complete in
+    ``timeout``. It runs over memory buffers on a socket this function owns, so that
+    cancelling it at any point closes the socket (asyncio's own TLS transports can leak
+    theirs when cancelled mid-handshake); the socket is closed before returning.
+    """
+    if timeout <= 0:
+        return None
     loop = asyncio.get_running_loop()
     context = ssl.create_default_context()
     context.check_hostname = False
@@ -167,12 +178,14 @@ async def tls_answers(address: str, port: int, timeout: float) -> bool:
     try:
         async with asyncio.timeout(timeout):
             await loop.sock_connect(sock, (address, port))
+            if starttls:
+                await _starttls_exchange(sock, protocol)
             incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             tls = context.wrap_bio(incoming, outgoing, server_side=False)
             await tls_handshake(sock, tls, incoming, outgoing)
-            return True
+            return tls
     except (OSError, TimeoutError):  # ssl.SSLError is an OSError
-        return False
+        return None
     finally:
         sock.close()
 
@@ -466,27 +479,8 @@ async def presented_certificate(
     A failed verification leaves ssl no certificate to show, so a report that names
     what the certificate is for needs this second, short look.
     """
-    if timeout <= 0:
-        return None
-    loop = asyncio.get_running_loop()
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
-    sock.setblocking(False)
-    try:
-        async with asyncio.timeout(timeout):
-            await loop.sock_connect(sock, (address, port))
-            if starttls:
-                await _starttls_exchange(sock, protocol)
-            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-            tls = context.wrap_bio(incoming, outgoing, server_side=False)
-            await tls_handshake(sock, tls, incoming, outgoing)
-            return tls.getpeercert(binary_form=True)
-    except (OSError, TimeoutError):  # ssl.SSLError is an OSError
-        return None
-    finally:
-        sock.close()
+    tls = await _unverified_handshake(address, port, timeout, protocol, starttls)
+    return tls.getpeercert(binary_form=True) if tls is not None else None
 
 
 async def offers_starttls(address: str, port: int, protocol: str, timeout: float) -> bool | None:
