@@ -165,6 +165,7 @@ class Shared:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._mx: dict[str, asyncio.Task[CheckResult]] = {}
         self._domains: dict[tuple[str, str, str], asyncio.Task[CheckResult]] = {}
+        self._alternatives: dict[tuple[str, ...], asyncio.Task[str | None]] = {}
 
     def lookup(self, host: str) -> asyncio.Task[HostLookup]:
         """The addresses of ``host``, looked up once per run (a timed-out look-up is
@@ -221,6 +222,46 @@ class Shared:
             task.add_done_callback(lambda _: self._domains.pop(key, None))
         return task
 
+    def alternatives(
+        self,
+        protocol: Literal["smtp", "imap"],
+        account: Account,
+        code: Code,
+        timeout: float,
+        options: CheckOptions | None = None,
+    ) -> asyncio.Task[str | None]:
+        """The search for settings that answer after the account's server failed with
+        ``code``: one per (protocol, host, port, code, provider) for the whole run, so a
+        thousand accounts with the same wrong port cost one search, not a thousand.
+        ``timeout`` bounds the search its first account starts, with that account's
+        ``options`` (default: the run's)."""
+        from preflight.discover import suggest_alternatives
+        from preflight.providers import by_domain
+
+        host = account.smtp_host if protocol == "smtp" else account.imap_host
+        port = account.smtp_port if protocol == "smtp" else account.imap_port
+        provider = by_domain(account.email_domain)
+        key = (protocol, host.lower(), str(port), code.value, provider.id if provider else "")
+        task = self._alternatives.get(key)
+        if task is None or task.cancelled():
+
+            async def search() -> str | None:
+                lookup = await asyncio.shield(self.lookup(host))
+                return await suggest_alternatives(
+                    protocol,
+                    host,
+                    port,
+                    options=options or self.options,
+                    code=code.value,
+                    addresses=lookup.addresses or None,
+                    email_domain=account.email_domain,
+                    timeout=timeout,
+                )
+
+            task = asyncio.ensure_future(search())
+            self._alternatives[key] = task
+        return task
+
     def slot(self, host: str) -> asyncio.Semaphore:
         key = host.lower()
         if key not in self._slots:
@@ -229,7 +270,12 @@ class Shared:
 
     def close(self) -> None:
         """Cancel the look-ups still in flight (the accounts using them are done)."""
-        for task in [*self._hosts.values(), *self._mx.values(), *self._domains.values()]:
+        for task in [
+            *self._hosts.values(),
+            *self._mx.values(),
+            *self._domains.values(),
+            *self._alternatives.values(),
+        ]:
             task.cancel()
 
 
@@ -401,21 +447,13 @@ async def _with_alternatives(
     remaining = deadline - asyncio.get_running_loop().time() - 0.5
     if remaining < 1.0:
         return result
-    from preflight.discover import suggest_alternatives
-
-    host = account.smtp_host if protocol == "smtp" else account.imap_host
-    port = account.smtp_port if protocol == "smtp" else account.imap_port
-    lookup = await asyncio.shield(run.lookup(host))
-    extra = await suggest_alternatives(
-        protocol,
-        host,
-        port,
-        options=options,
-        code=result.code.value,
-        addresses=lookup.addresses or None,
-        email_domain=account.email_domain,
-        timeout=min(4.0, remaining),
-    )
+    # Shared by the run's accounts with the same server and failure; each waits for
+    # it no longer than its own deadline allows.
+    search = run.alternatives(protocol, account, result.code, min(4.0, remaining), options)
+    try:
+        extra = await asyncio.wait_for(asyncio.shield(search), remaining)
+    except TimeoutError:
+        return result
     if not extra:
         return result
     hint = f"{result.hint} {extra}" if result.hint else extra

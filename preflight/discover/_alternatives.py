@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from preflight.discover._model import DEFAULT_PORTS, Candidate, Protocol
-from preflight.discover._probe import probe, rank
+from preflight.discover._probe import probe, rank_security
 from preflight.options import CheckOptions, Security
 
 _FAILED: Final[Mapping[str, str]] = {
@@ -82,21 +82,16 @@ async def suggest_alternatives(
             local_hostname=options.local_hostname,
         )
 
-    tasks: list[asyncio.Task[Candidate | None]] = []
+    tasks = [asyncio.ensure_future(one(*t)) for t in tries]
     try:
-        async with asyncio.timeout(timeout + 0.5):
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(*t)) for t in tries]
-    except TimeoutError:
-        pass
-    answered = [
-        c
-        for task in tasks
-        if task.done() and not task.cancelled() and (c := task.result()) is not None and c.answered
-    ]
+        answered = await _answers(tasks, tries, host, timeout + 0.5)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     if not answered:
         return None
-    best = min(answered, key=lambda c: (rank(c), c.host != host))
+    best = min(answered, key=lambda c: _preference(c.security, c.verified, c.host, host))
     failed = _FAILED.get(code or "", "{host}:{port} failed").format(host=host, port=port)
     extra = ""
     if best.verified is False:
@@ -104,3 +99,54 @@ async def suggest_alternatives(
     elif best.security == "plain":
         extra = " (without encryption)"
     return f"{failed}; {best.label()} answers{extra}."
+
+
+def _preference(
+    security: Security, verified: bool | None, target: str, host: str
+) -> tuple[int, bool]:
+    """How good a suggestion is (lower is better): the security first, the same host
+    before another one."""
+    return rank_security(security, verified), target.lower() != host.lower()
+
+
+async def _answers(
+    tasks: Sequence[asyncio.Future[Candidate | None]],
+    tries: Sequence[tuple[str, int, Security]],
+    host: str,
+    timeout: float,
+) -> list[Candidate]:
+    """The candidates that answered, without waiting longer than the answer needs.
+
+    Done when no try still running could beat the best answer so far (a try can only
+    turn out as good as its security promises), or, once something answered, after
+    a grace as long again as the first answer took (at least half a second): the
+    others are on the same network, a slower one is a port that will time out.
+    Never later than ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    end = started + timeout
+    promise = {
+        task: _preference(s, None, t, host) for task, (t, _, s) in zip(tasks, tries, strict=True)
+    }
+    pending = set(tasks)
+    answered: dict[asyncio.Future[Candidate | None], Candidate] = {}
+    while pending:
+        left = end - loop.time()
+        if left <= 0:
+            break
+        done, pending = await asyncio.wait(
+            pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            candidate = task.result()  # a probe's own exception (a bug) propagates
+            if candidate is not None and candidate.answered:
+                if not answered:
+                    first = loop.time() - started
+                    end = min(end, loop.time() + max(0.5, first))
+                answered[task] = candidate
+        if answered:
+            best = min(_preference(c.security, c.verified, c.host, host) for c in answered.values())
+            if all(best <= promise[task] for task in pending):
+                break
+    return [answered[task] for task in tasks if task in answered]  # in the order tried

@@ -62,6 +62,16 @@ class _Wire:
             except ssl.SSLZeroReturnError:
                 return b""
 
+    def close_notify(self) -> None:
+        """End TLS politely (a close_notify alert), without waiting for the server's."""
+        if self.tls is None:
+            return
+        with contextlib.suppress(ssl.SSLError):
+            self.tls.unwrap()  # queues our close_notify, then wants the server's: not awaited
+        pending = self.outgoing.read()
+        with contextlib.suppress(OSError):
+            self.sock.send(pending)  # a few bytes into an empty send buffer
+
     async def line(self) -> str:
         while b"\n" not in self.buffer:
             if len(self.buffer) > MAX_LINE:
@@ -103,9 +113,8 @@ async def _converse_smtp(wire: _Wire, tls: bool, local_hostname: str) -> tuple[S
 
         extensions, _ = parse_esmtp_extensions("\n".join(line[4:] for line in lines))
         security = "starttls" if code == 250 and "starttls" in extensions else "plain"
+    # A goodbye, not a conversation: what the server answers to it changes nothing.
     await wire.send(b"QUIT\r\n")
-    with contextlib.suppress(TimeoutError, OSError, _NotMail):  # the goodbye is a courtesy
-        await asyncio.wait_for(_smtp_reply(wire), 1.0)
     return security, greeting
 
 
@@ -187,6 +196,7 @@ async def probe(
                 found, greeting = await _converse_smtp(wire, tls, local_hostname)
             else:
                 found, greeting = await _converse_imap(wire, tls)
+            wire.close_notify()
     except TimeoutError:
         return failed(f"no greeting within {timeout:g} s")
     except _NotMail as exc:
@@ -212,6 +222,11 @@ async def probe(
 
 def rank(candidate: Candidate) -> int:
     """Implicit TLS (verified) < STARTTLS < TLS with a bad certificate < clear text."""
-    if candidate.security == "ssl":
-        return 2 if candidate.verified is False else 0
-    return 1 if candidate.security == "starttls" else 3
+    return rank_security(candidate.security, candidate.verified)
+
+
+def rank_security(security: Security, verified: bool | None) -> int:
+    """:func:`rank` of a candidate with this security (``verified`` None: not known)."""
+    if security == "ssl":
+        return 2 if verified is False else 0
+    return 1 if security == "starttls" else 3

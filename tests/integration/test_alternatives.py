@@ -1,0 +1,230 @@
+"""The search for settings that answer, after a server failed as configured (issue 11).
+
+A thousand accounts with the same wrong port cost one search, not a thousand; the
+search ends as soon as its answer is known, not when its slowest port times out.
+The servers are sockets on a loopback address of their own, on the standard SMTP
+ports the search tries (465, 587, 25), so the tests need root; under ``CI`` they
+always run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from dnslib import MX, QTYPE, RR, A  # type: ignore[import-untyped]  # no type info
+
+import preflight
+from fixtures.dns_server import DnsServer, Zone
+from fixtures.pytest_support import unavailable
+from preflight.discover import suggest_alternatives
+from preflight.options import CheckOptions
+
+HOST = "127.0.0.45"
+DOMAIN = "alternatives.test"
+WRONG_PORT = 2525  # nothing listens there: connect_refused
+
+
+@dataclass
+class Ports:
+    """465 accepts and never speaks; 587 greets in clear text (no STARTTLS) unless
+    ``greet`` is off; 25 is closed. Counts the connections each port accepted."""
+
+    greet: bool = True
+    accepted: Counter[int] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def serve(self, port: int, conn: socket.socket, stop: threading.Event) -> None:
+        with self.lock:
+            self.accepted[port] += 1
+        with conn:
+            conn.settimeout(0.2)
+            if port == 587 and self.greet:
+                conn.sendall(b"220 alternatives.test ESMTP\r\n")
+            buffer = b""
+            while not stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                buffer += chunk
+                while port == 587 and b"\r\n" in buffer:
+                    line, buffer = buffer.split(b"\r\n", 1)
+                    verb = line.split(b" ", 1)[0].upper()
+                    if verb == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        return
+                    conn.sendall(b"250-alternatives.test\r\n250 8BITMIME\r\n")
+
+
+@contextlib.contextmanager
+def servers(*, greet: bool = True) -> Iterator[Ports]:
+    if os.geteuid() != 0:
+        unavailable("binding ports 465 and 587 needs root")
+    ports = Ports(greet=greet)
+    stop = threading.Event()
+    listeners = [socket.create_server((HOST, port), backlog=64) for port in (465, 587)]
+    threads: list[threading.Thread] = []
+
+    def accept(listener: socket.socket) -> None:
+        port = listener.getsockname()[1]
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            thread = threading.Thread(target=ports.serve, args=(port, conn, stop), daemon=True)
+            thread.start()
+            threads.append(thread)
+
+    acceptors = [threading.Thread(target=accept, args=(x,), daemon=True) for x in listeners]
+    for thread in acceptors:
+        thread.start()
+    try:
+        yield ports
+    finally:
+        stop.set()
+        for thread in acceptors:
+            thread.join()
+        for listener in listeners:
+            listener.close()
+        for thread in threads:
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def dns() -> Iterator[str]:
+    records = {
+        f"{DOMAIN}.": (RR(f"{DOMAIN}.", QTYPE.MX, rdata=MX(f"mx.{DOMAIN}.", 10), ttl=300),),
+        f"mx.{DOMAIN}.": (RR(f"mx.{DOMAIN}.", QTYPE.A, rdata=A(HOST), ttl=300),),
+        f"smtp.{DOMAIN}.": (RR(f"smtp.{DOMAIN}.", QTYPE.A, rdata=A(HOST), ttl=300),),
+    }
+    server = DnsServer(Zone(records=records, rcodes={}, dropped=()))
+    host, port = server.start()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
+
+
+def options(dns_server: str, **changes: object) -> CheckOptions:
+    values: dict[str, object] = {
+        "dns_server": dns_server,
+        "resolve_hosts_with_dns_server": True,
+        "check_imap": False,
+        "check_domain": False,
+        "timeout": 20,
+    }
+    values.update(changes)
+    return CheckOptions(**values)  # type: ignore[arg-type]
+
+
+def body(n: int) -> dict[str, object]:
+    return {
+        "from_name": f"A{n}",
+        "from_email": f"a{n}@{DOMAIN}",
+        "user_name": f"a{n}@{DOMAIN}",
+        "password": "CANARY-alternatives",
+        "smtp_host": f"smtp.{DOMAIN}",
+        "smtp_port": WRONG_PORT,
+        "imap_host": f"smtp.{DOMAIN}",
+        "imap_port": 993,
+        "warmup_enabled": False,
+    }
+
+
+EXPECTED = (
+    f"{WRONG_PORT} refused the connection; smtp.{DOMAIN}:587 with no encryption answers "
+    "(without encryption)."
+)
+
+
+@pytest.mark.asyncio
+async def test_search_ends_when_its_answer_is_known(dns: str) -> None:
+    """587 answers at once, 465 never speaks: the search names 587 without waiting
+    for 465's timeout (20 s here), and every port it opened is closed when it returns."""
+    with servers() as ports:
+        started = time.monotonic()
+        hint = await suggest_alternatives(
+            "smtp",
+            f"smtp.{DOMAIN}",
+            WRONG_PORT,
+            options=options(dns),
+            code="connect_refused",
+            addresses=(HOST,),
+            timeout=20.0,
+        )
+        took = time.monotonic() - started
+    assert hint == EXPECTED
+    assert took < 10, f"the search waited {took:.1f} s for a port that never speaks"
+    assert ports.accepted == Counter({465: 1, 587: 1})
+
+
+@pytest.mark.asyncio
+async def test_accounts_with_the_same_wrong_port_share_one_search(dns: str) -> None:
+    """Eight accounts checked at once, all on smtp.alternatives.test:2525: each hint
+    names 587, and the search behind them opened each other port once, not eight times."""
+    with servers() as ports:
+        reports = [
+            r
+            async for r in preflight.check_many(
+                [body(n) for n in range(8)], options(dns), concurrency=8, per_host=8
+            )
+        ]
+        again = [r async for r in preflight.check_many([body(9)], options(dns))]
+    for report in reports:
+        smtp = report.checks[2]
+        assert (smtp.name, smtp.code) == ("smtp", preflight.Code.CONNECT_REFUSED)
+        assert smtp.details["answers"] == EXPECTED
+        assert smtp.hint is not None
+        assert smtp.hint.endswith(EXPECTED)
+    # One search for the first run, one for the second (a run shares, runs do not).
+    assert ports.accepted == Counter({465: 2, 587: 2})
+    assert again[0].checks[2].details["answers"] == EXPECTED
+
+
+@pytest.mark.asyncio
+async def test_an_account_waits_for_a_shared_search_no_longer_than_its_deadline(
+    dns: str,
+) -> None:
+    """A shared search started by an account with time to spare does not hold an
+    account whose deadline is near: that one is reported on time, without a hint."""
+    from preflight.payload import parse_account
+    from preflight.report import CheckResult, Status
+    from preflight.runner import Shared, _with_alternatives
+
+    with servers(greet=False):  # nothing answers: the search runs to its timeout
+        run = Shared(options(dns))
+        try:
+            account = parse_account(body(0)).account
+            assert account is not None
+            code = preflight.Code.CONNECT_REFUSED
+            failed = CheckResult("smtp", Status.FAIL, code, "refused", "hint", 1.0)
+            # Another account's search, with 30 s to spare.
+            other = run.alternatives("smtp", account, code, 30.0)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            result = await _with_alternatives(
+                failed, "smtp", account, options(dns), run, started + 2.0
+            )
+            took = loop.time() - started
+            assert result == failed  # no hint, on time, and the shared search goes on
+            assert took < 2.0
+            assert not other.done()
+        finally:
+            run.close()
