@@ -57,6 +57,10 @@ class CheckOptions:
     #: After the logins, send a tagged message to the account itself and find it
     #: over IMAP (then delete it): the `roundtrip` check.
     roundtrip: bool = False
+    #: A login refused as throttling ("too many login attempts") is tried once more,
+    #: within the host's lowered bound, after a pause of one to two times this many
+    #: seconds; None: reported at once.
+    throttle_retry: float | None = 2.0
     #: The name preflight gives itself in EHLO.
     local_hostname: str = "preflight.localhost"
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from preflight._limits import HostLimit
 from preflight.options import CheckOptions
 from preflight.payload import Account, parse_account, secret_values
 from preflight.reader import RawAccount
@@ -162,7 +164,7 @@ class Shared:
         self.resolver = make_resolver(options)
         self.per_host = per_host
         self._hosts: dict[str, asyncio.Task[HostLookup]] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._slots: dict[str, HostLimit] = {}
         self._mx: dict[str, asyncio.Task[CheckResult]] = {}
         self._domains: dict[tuple[str, str, str], asyncio.Task[CheckResult]] = {}
         self._alternatives: dict[tuple[str, ...], asyncio.Task[str | None]] = {}
@@ -262,10 +264,12 @@ class Shared:
             self._alternatives[key] = task
         return task
 
-    def slot(self, host: str) -> asyncio.Semaphore:
+    def slot(self, host: str) -> HostLimit:
+        """The bound on simultaneous checks of ``host``: ``per_host`` at most, halved
+        on throttling replies and grown back slowly (:class:`~preflight._limits.HostLimit`)."""
         key = host.lower()
         if key not in self._slots:
-            self._slots[key] = asyncio.Semaphore(self.per_host)
+            self._slots[key] = HostLimit(self.per_host)
         return self._slots[key]
 
     def close(self) -> None:
@@ -332,17 +336,104 @@ async def check_account(
             {account.smtp_host.lower()}
             | ({account.imap_host.lower()} if options.check_imap else set())
         )
-        async with contextlib.AsyncExitStack() as slots:
-            # Sorted, so two accounts never wait for each other's second host.
-            for host in hosts:
-                await slots.enter_async_context(run.slot(host))
-            checks = await _probe(account, payload_result, options, run)
-            if options.roundtrip:
+        checks = await _probe_within_limits(account, payload_result, hosts, options, run)
+        if options.roundtrip:
+            async with contextlib.AsyncExitStack() as slots:
+                for host in hosts:
+                    await slots.enter_async_context(run.slot(host).held())
                 checks = (*checks, await _roundtrip(account, checks, options, run))
     finally:
         if own:
             run.close()
     return AccountReport(raw.index, label, checks, raw.line, account)
+
+
+#: Replies that say "too many at once": the host's bound is halved, the account
+#: checked once more after a pause.
+_THROTTLING = frozenset({Code.AUTH_THROTTLED})
+
+
+async def _probe_within_limits(
+    account: Account,
+    payload_result: CheckResult,
+    hosts: list[str],
+    options: CheckOptions,
+    run: Shared,
+) -> tuple[CheckResult, ...]:
+    """The network checks, holding a place at each server host; a probe throttled by
+    its server is run once more after a pause, when the host's bound has come down."""
+    async with contextlib.AsyncExitStack() as slots:
+        # Sorted, so two accounts never wait for each other's second host.
+        epochs = {host: await slots.enter_async_context(run.slot(host).held()) for host in hosts}
+        checks = await _probe(account, payload_result, options, run)
+        throttled = _learn(checks, account, epochs, run)
+    if not throttled or options.throttle_retry is None:
+        return checks
+    by_name = {check.name: check for check in checks}
+    for name in throttled:
+        host = (account.smtp_host if name == "smtp" else account.imap_host).lower()
+        limit = run.slot(host)
+        # Jittered, so the accounts throttled together do not come back together.
+        await asyncio.sleep(options.throttle_retry * (1 + random.random()))  # noqa: S311
+        async with limit.held(careful=True) as epoch:
+            again = await _reprobe(name, account, options, run)
+        if again.code in _THROTTLING:
+            limit.throttled(epoch)
+        else:
+            limit.succeeded()
+        by_name[name] = again
+    return tuple(by_name[check.name] for check in checks)
+
+
+def _learn(
+    checks: tuple[CheckResult, ...], account: Account, epochs: dict[str, int], run: Shared
+) -> list[str]:
+    """Tell each host's bound how its probes went; the names of the throttled probes."""
+    throttled: list[str] = []
+    seen: set[str] = set()
+    for check in checks:
+        if check.name not in ("smtp", "imap") or check.status is Status.SKIP:
+            continue
+        host = (account.smtp_host if check.name == "smtp" else account.imap_host).lower()
+        if check.code in _THROTTLING:
+            throttled.append(check.name)
+            run.slot(host).throttled(epochs[host])
+            seen.add(host)
+    for host in epochs:
+        if host not in seen:
+            run.slot(host).succeeded()
+    return throttled
+
+
+async def _reprobe(name: str, account: Account, options: CheckOptions, run: Shared) -> CheckResult:
+    """One probe again, under a deadline of its own."""
+    from preflight._tls import make_context
+    from preflight.checks.imap import probe_imap
+    from preflight.checks.smtp import probe_smtp
+
+    deadline = asyncio.get_running_loop().time() + options.timeout
+    probe = probe_smtp if name == "smtp" else probe_imap
+    host = account.smtp_host if name == "smtp" else account.imap_host
+    task = asyncio.ensure_future(
+        probe(
+            account,
+            asyncio.shield(run.lookup(host)),
+            options,
+            make_context(options.ca_file, options.insecure),
+            deadline,
+        )
+    )
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline + 1.0):
+            await asyncio.wait({task})
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+    result = _outcome(name, task, options)
+    if result.status is Status.FAIL:
+        details = {**result.details, "attempts": 2}
+        result = dataclasses.replace(result, details=details)
+    return result
 
 
 async def _probe(

@@ -120,7 +120,17 @@ _CHECK_OPTIONS = [
         default=5,
         show_default=True,
         help="Connections open at once to one server host (500 accounts on one provider "
-        "must not look like an attack).",
+        "must not look like an attack). The most: a host that answers 'too many login "
+        "attempts' gets half as many, then slowly more again.",
+    ),
+    click.option(
+        "--throttle-retry",
+        type=click.FloatRange(0, 3600),
+        default=2.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="A login the server refused as throttling is tried once more after one to "
+        "two times this pause; 0: report auth_throttled at once.",
     ),
     click.option(
         "--output",
@@ -302,6 +312,7 @@ def _options(flags: dict[str, Any], *, check_imap: bool = True) -> Any:
         check_domain=not flags["no_domain_check"],
         strict=flags["strict"],
         roundtrip=flags["roundtrip"],
+        throttle_retry=flags["throttle_retry"] or None,
     )
 
 
