@@ -113,7 +113,8 @@ _RULES: Final = (
         "or SMTP AUTH turned off): check with the tenant's admin, or connect with OAuth.",
     ),
     _rule(
-        r"too many (login|authentication|auth) attempts|rate.?limit|\[LIMIT\]",
+        r"too many (login|authentication|auth) attempts|rate.?limit|\[LIMIT\]"
+        r"|thread limit exceeded|too many (concurrent |simultaneous )?(connections|sessions)",
         Code.AUTH_THROTTLED,
         _THROTTLED,
     ),

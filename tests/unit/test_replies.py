@@ -101,6 +101,11 @@ def test_temporary_smtp_status_is_server_unavailable() -> None:
         ("BYE Temporary problem, please try again later", Code.SERVER_UNAVAILABLE),  # Courier
         ("454 4.7.0 Too many login attempts, please try again later.", Code.AUTH_THROTTLED),
         ("NO [UNAVAILABLE] Too many login attempts, try again later", Code.AUTH_THROTTLED),
+        (  # Microsoft 365, too many sessions of one mailbox at once
+            "432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded",
+            Code.AUTH_THROTTLED,
+        ),
+        ("NO [LIMIT] Too many simultaneous connections", Code.AUTH_THROTTLED),
         ("NO LOGIN Command disabled", Code.AUTH_FAILED),  # alone, the words say nothing more
         ("NO [ALERT] XTLSREQUIRED", Code.AUTH_PLAINTEXT_REFUSED),
     ],
