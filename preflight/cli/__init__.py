@@ -242,6 +242,7 @@ Examples:
       --imap-host imap.gmail.com --user me@gmail.com --password-env SMTP_PW
   preflight check - < account.json && echo "safe to submit"
   preflight check --format jsonl accounts.jsonl | jq -c 'select(.ok | not)'
+  preflight check --format jsonl --shard 2/4 accounts.jsonl > part-2.jsonl
 """
 
 
@@ -273,6 +274,14 @@ Examples:
     metavar="PATH",
     help="Read the password from the first line of PATH.",
 )
+@click.option(
+    "--shard",
+    metavar="K/N",
+    callback=lambda ctx, param, value: _parse_shard(value),
+    help="Check only the K-th of N shares of ACCOUNTS (every N-th account, by its "
+    "position in the input, from the K-th): run K=1..N on N machines; their jsonl "
+    "outputs, concatenated, are one report.",
+)
 @_check_options
 def check(accounts: str | None, **flags: Any) -> None:
     if accounts is not None:
@@ -280,12 +289,30 @@ def check(accounts: str | None, **flags: Any) -> None:
         if given:
             names = ", ".join("--" + name.replace("_", "-") for name in given)
             raise click.UsageError(f"{names}: give account flags or ACCOUNTS, not both")
+    elif flags["shard"]:
+        raise click.UsageError("--shard: give a file of accounts (or -) to share out")
     options = _options(flags, check_imap=accounts is not None or bool(flags["imap_host"]))
     if accounts is None:
         payload = _payload_from_flags(flags)
         _run_check(None, [payload], options, flags)
     else:
         _run_check(accounts, None, options, flags)
+
+
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``K/N`` -> (K, N), 1 <= K <= N; None when not given."""
+    if value is None:
+        return None
+    k, slash, n = value.partition("/")
+    try:
+        shard = (int(k), int(n)) if slash else None
+    except ValueError:
+        shard = None
+    if shard is None or not 1 <= shard[0] <= shard[1]:
+        raise click.BadParameter(
+            f"{value!r}: expected K/N with 1 <= K <= N, e.g. 2/4", param_hint="--shard"
+        )
+    return shard
 
 
 def _options(flags: dict[str, Any], *, check_imap: bool = True) -> Any:
@@ -417,6 +444,9 @@ def _run_check(
                 with open_accounts(accounts) as stream:
                     source = "<stdin>" if accounts == "-" else accounts
                     items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                    if flags.get("shard"):
+                        k, n = flags["shard"]
+                        items = (item for item in items if item.index % n == k - 1)
                     asyncio.run(run(items))
         except InputError as exc:
             _abandon(writer, progress)
@@ -518,7 +548,11 @@ def _writer_and_progress(
     show = not flags.get("quiet") and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
     if not show:
         return writer, None
-    return writer, Progress(sys.stderr, _count_accounts(accounts))
+    total = _count_accounts(accounts)
+    if total is not None and flags.get("shard"):
+        k, n = flags["shard"]
+        total = max(0, total - (k - 1) + n - 1) // n  # the indices k-1, k-1+n, ...
+    return writer, Progress(sys.stderr, total)
 
 
 def _count_accounts(accounts: str | None) -> int | None:
@@ -741,6 +775,9 @@ def submit(accounts: str, **flags: Any) -> None:
                 with open_accounts(accounts) as stream:
                     source = "<stdin>" if accounts == "-" else accounts
                     items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                    if flags.get("shard"):
+                        k, n = flags["shard"]
+                        items = (item for item in items if item.index % n == k - 1)
                     asyncio.run(run(items))
             except InputError as exc:
                 _abandon(writer, progress)
