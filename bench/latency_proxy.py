@@ -14,12 +14,14 @@ The model, per connection (one delay D each way, so one round trip is 2 D):
 
 - every chunk read from one side is written to the other D later, in order
   (no bandwidth limit: chunks in flight overlap); end of stream likewise;
-- the proxy accepts at once (the kernel does), so the client's TCP handshake costs
-  nothing here, where a real network costs one round trip; the upstream connection
-  is opened D after accepting, as the client's ACK would reach the server half a
-  round trip later. So a server that speaks first (SMTP, IMAP greetings) is heard
-  one round trip after connecting, and everything through the proxy takes exactly
-  one round trip less per connection than on a real network with that RTT;
+- the TCP handshake is charged as on a real network: the kernel accepts at once (the
+  client's ``connect`` returns at 0, not one round trip later), so the proxy opens
+  the upstream connection 3 D after accepting (when the client's ACK would reach the
+  server: a server that speaks first, as SMTP and IMAP do, is heard two round trips
+  after connecting), and what the client sends before it has heard anything (a TLS
+  ClientHello) is held one round trip longer than the rest (it could not have left
+  before the handshake was done). Each connection thus costs what it costs on a real
+  network with that RTT;
 - a refused upstream connection closes the client's connection (no RST emulation);
 - UDP: each datagram is forwarded D later, each reply D later (one upstream socket
   per client address).
@@ -61,9 +63,13 @@ class _Pipe:
     write that fails, aborts both sides so that no server is left waiting.
     """
 
-    def __init__(self, delay: float, reader: asyncio.StreamReader) -> None:
+    def __init__(
+        self, delay: float, reader: asyncio.StreamReader, early: Callable[[], float] | None = None
+    ) -> None:
         self.delay = delay
         self.reader = reader
+        #: Extra delay for a chunk read now (the client's, before its handshake is done).
+        self.early = early
         # (when to write, data): b"" is end of stream, None a reset.
         self.queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
 
@@ -72,13 +78,19 @@ class _Pipe:
         try:
             while True:
                 data = await self.reader.read(_CHUNK)
-                self.queue.put_nowait((loop.time() + self.delay, data))
+                extra = self.early() if self.early is not None else 0.0
+                self.queue.put_nowait((loop.time() + self.delay + extra, data))
                 if not data:
                     return
         except OSError:
             self.queue.put_nowait((loop.time() + self.delay, None))
 
-    async def drain(self, writer: asyncio.StreamWriter, other: asyncio.StreamWriter) -> None:
+    async def drain(
+        self,
+        writer: asyncio.StreamWriter,
+        other: asyncio.StreamWriter,
+        wrote: Callable[[], None] | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -93,6 +105,8 @@ class _Pipe:
                         writer.write_eof()
                     return
                 writer.write(data)
+                if wrote is not None:
+                    wrote()
                 await writer.drain()
         except (OSError, RuntimeError):
             writer.transport.abort()
@@ -188,11 +202,20 @@ class LatencyProxy:
         sock = client_writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        upward = _Pipe(self.delay, client_reader)
+        heard = False  # whether the client has received a byte yet
+
+        def early() -> float:
+            return 0.0 if heard else 2 * self.delay
+
+        def first_byte() -> None:
+            nonlocal heard
+            heard = True
+
+        upward = _Pipe(self.delay, client_reader, early)
         pump_up = asyncio.ensure_future(upward.pump())  # the client may speak first (TLS)
         server_writer: asyncio.StreamWriter | None = None
         try:
-            await asyncio.sleep(self.delay)
+            await asyncio.sleep(3 * self.delay)  # SYN, SYN-ACK, then the ACK reaches it
             try:
                 server_reader, server_writer = await asyncio.open_connection(*target)
             except OSError:
@@ -205,7 +228,7 @@ class LatencyProxy:
                 pump_up,
                 upward.drain(server_writer, client_writer),
                 downward.pump(),
-                downward.drain(client_writer, server_writer),
+                downward.drain(client_writer, server_writer, first_byte),
                 return_exceptions=True,
             )
         finally:

@@ -19,7 +19,6 @@ in any single-line field, a key given twice (the reader records it in
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import math
 import re
@@ -525,6 +524,8 @@ def suggest_field(name: str) -> str | None:
     """The documented field a typo most likely meant, if any is close."""
     if len(name) > 64:  # no field is that long; difflib on a megabyte key takes seconds
         return None
+    import difflib  # only for a misspelt field name: not on every account's path
+
     close = difflib.get_close_matches(name.lower(), FIELDS, n=1, cutoff=0.6)
     return close[0] if close else None
 
