@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 import random
+import ssl
+import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -168,6 +170,7 @@ class Shared:
         self._mx: dict[str, asyncio.Task[CheckResult]] = {}
         self._domains: dict[tuple[str, str, str], asyncio.Task[CheckResult]] = {}
         self._alternatives: dict[tuple[str, ...], asyncio.Task[str | None]] = {}
+        self._contexts: dict[tuple[str | None, bool], asyncio.Future[ssl.SSLContext]] = {}
 
     def lookup(self, host: str) -> asyncio.Task[HostLookup]:
         """The addresses of ``host``, looked up once per run (a timed-out look-up is
@@ -263,6 +266,19 @@ class Shared:
             task = asyncio.ensure_future(search())
             self._alternatives[key] = task
         return task
+
+    def tls_context(self, options: CheckOptions) -> asyncio.Future[ssl.SSLContext]:
+        """The TLS client context for ``options``, built once per run in a thread
+        (loading the system's CA store takes tens of milliseconds of CPU)."""
+        from preflight._tls import make_context
+
+        key = (options.ca_file, options.insecure)
+        context = self._contexts.get(key)
+        if context is None:
+            loop = asyncio.get_running_loop()
+            context = loop.run_in_executor(None, make_context, *key)
+            self._contexts[key] = context
+        return context
 
     def slot(self, host: str) -> HostLimit:
         """The bound on simultaneous checks of ``host``: ``per_host`` at most, halved
@@ -440,13 +456,24 @@ async def _probe(
     account: Account, payload_result: CheckResult, options: CheckOptions, run: Shared
 ) -> tuple[CheckResult, ...]:
     """The network checks of a valid account, side by side, under one deadline."""
-    from preflight._tls import make_context
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.timeout
+    # On a cold start (one account, a pre-submit hook) the probes' modules are not
+    # imported yet and the TLS settings not loaded (the system's CA store): tens of
+    # milliseconds of CPU. The DNS queries go on the wire first and the CA store loads
+    # in a thread, so that this work is done while the answers travel.
+    run.lookup(account.smtp_host)
+    if options.check_imap:
+        run.lookup(account.imap_host)
+    run.mx(account.email_domain)
+    tls = run.tls_context(options)
+    if "preflight.checks.smtp" not in sys.modules:
+        for _ in range(3):  # the queries' sockets are opened and their datagrams sent
+            await asyncio.sleep(0)
     from preflight.checks.imap import probe_imap
     from preflight.checks.smtp import probe_smtp
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + options.timeout
-    context = make_context(options.ca_file, options.insecure)
+    context = await tls
     # The probes keep their own deadline. The outer one is the contract's promise
     # (the deadline plus one second) when they cannot keep theirs, e.g. on a machine
     # too busy to run them in time: what is unfinished then is reported as a timeout.
