@@ -11,7 +11,7 @@ the SmartLead API's field names), or a ``RawAccount`` from ``read_accounts``:
 - ``check_sync(payload, options=None)``, ``await check_account(payload, options=None,
   *, index=0, shared=None)``: payload, DNS, SMTP and IMAP; a failed check is in the
   report, not raised;
-- ``check_many(payloads, options=None, *, concurrency=20, per_host=5, ordered=False)``:
+- ``check_many(payloads, options=None, *, concurrency=100, per_host=5, ordered=False)``:
   many accounts, bounded concurrency, reports as they finish;
 - ``guard_sync(payload, options=None)``, ``await guard(payload, options=None)``: the
   report if the account passes, else ``AccountRejected``;

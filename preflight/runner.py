@@ -41,7 +41,7 @@ __all__ = [
 
 #: Accounts checked at once by default: enough to hide network round trips, few
 #: enough not to look like an attack to one provider.
-DEFAULT_CONCURRENCY = 20
+DEFAULT_CONCURRENCY = 100
 
 _PAYLOAD_HINT = (
     "Fix the fields listed in details.errors; names and types are those of the "

@@ -205,9 +205,10 @@ _CHECK_OPTIONS = [
     click.option(
         "--concurrency",
         type=click.IntRange(1, 10_000),
-        default=20,
+        default=100,
         show_default=True,
-        help="Accounts checked at the same time.",
+        help="Accounts checked at the same time, at most (--per-host bounds each server "
+        "host: this bound matters when the accounts are spread over many hosts).",
     ),
 ]
 
