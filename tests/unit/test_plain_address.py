@@ -56,7 +56,7 @@ _ADDRESSES = st.one_of(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(_ADDRESSES)
 @example("John.Doe@Example.COM")
 @example("Postmaster@example.com")
