@@ -240,13 +240,18 @@ class Shared:
         thousand accounts with the same wrong port cost one search, not a thousand.
         ``timeout`` bounds the search its first account starts, with that account's
         ``options`` (default: the run's)."""
+        from preflight._net import mode_for_port
         from preflight.discover import suggest_alternatives
         from preflight.providers import by_domain
 
         host = account.smtp_host if protocol == "smtp" else account.imap_host
         port = account.smtp_port if protocol == "smtp" else account.imap_port
+        used = options or self.options
+        mode = mode_for_port(
+            protocol, port, used.smtp_security if protocol == "smtp" else used.imap_security
+        )
         provider = by_domain(account.email_domain)
-        key = (protocol, host.lower(), str(port), code.value, provider.id if provider else "")
+        key = (protocol, host.lower(), str(port), mode, code.value, provider.id if provider else "")
         task = self._alternatives.get(key)
         if task is None or task.cancelled():
 
@@ -256,11 +261,12 @@ class Shared:
                     protocol,
                     host,
                     port,
-                    options=options or self.options,
+                    options=used,
                     code=code.value,
                     addresses=lookup.addresses or None,
                     email_domain=account.email_domain,
                     timeout=timeout,
+                    tried=mode,
                 )
 
             task = asyncio.ensure_future(search())

@@ -32,6 +32,7 @@ async def suggest_alternatives(
     email_domain: str | None = None,
     timeout: float = 4.0,
     ports: Mapping[str, Sequence[tuple[int, Security]]] | None = None,
+    tried: str | None = None,
 ) -> str | None:
     """A sentence naming settings that do answer, after ``host:port`` failed; or None.
 
@@ -40,7 +41,9 @@ async def suggest_alternatives(
     too), and the bundled table's servers for ``email_domain`` when they are other
     hosts. Connection, TLS and greeting only, no credentials. ``addresses`` skips the
     look-up of ``host``; ``code`` (a :class:`~preflight.report.Code` value) words the
-    failure: "465 timed out; smtp.example.com:587 with STARTTLS answers."
+    failure: "465 timed out; smtp.example.com:587 with STARTTLS answers." ``tried`` is
+    the security mode the failed check used (``ssl``, ``starttls``, ...; None: the
+    port's convention), so that a mode mismatch tries the port in the other mode.
     """
     from preflight._resolver import make_resolver, resolve_host
     from preflight._tls import make_context
@@ -52,7 +55,11 @@ async def suggest_alternatives(
         (host, p, security) for p, security in table[protocol] if p != port
     ]
     if code == "tls_mode_mismatch":
-        tries.append((host, port, "starttls" if port in tls_ports else "ssl"))
+        if tried in ("ssl", "starttls", "starttls?", "plain"):
+            was_tls = tried == "ssl"
+        else:  # the port's convention, or a port without one
+            was_tls = port in tls_ports
+        tries.append((host, port, "starttls" if was_tls else "ssl"))
     provider = by_domain(email_domain) if email_domain else None
     if provider is not None:
         servers = provider.smtp if protocol == "smtp" else provider.imap
@@ -91,7 +98,7 @@ async def suggest_alternatives(
         await asyncio.gather(*tasks, return_exceptions=True)
     if not answered:
         return None
-    best = min(answered, key=lambda c: _preference(c.security, c.verified, c.host, host))
+    best = answered[0]  # the best, the first tried among equals (see _answers)
     failed = _FAILED.get(code or "", "{host}:{port} failed").format(host=host, port=port)
     extra = ""
     if best.verified is False:
@@ -117,20 +124,28 @@ async def _answers(
 ) -> list[Candidate]:
     """The candidates that answered, without waiting longer than the answer needs.
 
-    Done when no try still running could beat the best answer so far (a try can only
-    turn out as good as its security promises), or, once something answered, after
-    a grace as long again as the first answer took (at least half a second): the
-    others are on the same network, a slower one is a port that will time out.
-    Never later than ``timeout`` seconds.
+    Best first: by security, then the same host before another, then the order of
+    ``tries`` (587 before 25). Done when no try still running could beat the best
+    answer so far (a try can only turn out as good as its security promises), or,
+    once something answered, after a grace as long again as the first answer took
+    (at least half a second): the others are on the same network, a slower one is a
+    port that will time out. Never later than ``timeout`` seconds.
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
     end = started + timeout
+    order = {task: n for n, task in enumerate(tasks)}
     promise = {
-        task: _preference(s, None, t, host) for task, (t, _, s) in zip(tasks, tries, strict=True)
+        task: (*_preference(s, None, t, host), order[task])
+        for task, (t, _, s) in zip(tasks, tries, strict=True)
     }
     pending = set(tasks)
     answered: dict[asyncio.Future[Candidate | None], Candidate] = {}
+
+    def key(task: asyncio.Future[Candidate | None]) -> tuple[int, bool, int]:
+        c = answered[task]
+        return (*_preference(c.security, c.verified, c.host, host), order[task])
+
     while pending:
         left = end - loop.time()
         if left <= 0:
@@ -146,7 +161,7 @@ async def _answers(
                     end = min(end, loop.time() + max(0.5, first))
                 answered[task] = candidate
         if answered:
-            best = min(_preference(c.security, c.verified, c.host, host) for c in answered.values())
-            if all(best <= promise[task] for task in pending):
+            best = min(key(task) for task in answered)
+            if all(best < promise[task] for task in pending):
                 break
-    return [answered[task] for task in tasks if task in answered]  # in the order tried
+    return [answered[task] for task in sorted(answered, key=key)]

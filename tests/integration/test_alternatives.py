@@ -16,15 +16,18 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from dnslib import MX, QTYPE, RR, A  # type: ignore[import-untyped]  # no type info
 
 import preflight
+from fixtures.accounts import valid_payload
 from fixtures.dns_server import DnsServer, Zone
 from fixtures.pytest_support import unavailable
+from fixtures.stack import Stack
 from preflight.discover import suggest_alternatives
 from preflight.options import CheckOptions
 
@@ -228,3 +231,69 @@ async def test_an_account_waits_for_a_shared_search_no_longer_than_its_deadline(
             assert not other.done()
         finally:
             run.close()
+
+
+@contextlib.asynccontextmanager
+async def greeters(delays: tuple[float, ...]) -> AsyncIterator[list[int]]:
+    """SMTP servers offering STARTTLS on loopback, one per delay, each greeting that
+    late (the search only sees the offer: it never starts TLS)."""
+
+    def serving(delay: float) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await asyncio.sleep(delay)
+            writer.write(b"220 greeter ESMTP\r\n")
+            while line := await reader.readline():
+                if line.upper().startswith(b"QUIT"):
+                    writer.write(b"221 bye\r\n")
+                    break
+                writer.write(b"250-greeter\r\n250 STARTTLS\r\n")
+            writer.close()
+
+        return serve
+
+    servers = [await asyncio.start_server(serving(d), "127.0.0.1", 0) for d in delays]
+    try:
+        yield [s.sockets[0].getsockname()[1] for s in servers]
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.mark.asyncio
+async def test_among_equal_answers_the_one_tried_first_is_named(dns: str) -> None:
+    """Two ports answer alike (both offer STARTTLS): the one listed first (587 before
+    25; here a slow one before a quick one) is named, though the other answered first."""
+    async with greeters((0.4, 0.0)) as (slow, quick):
+        hint = await suggest_alternatives(
+            "smtp",
+            "127.0.0.1",
+            1,
+            options=options(dns),
+            code="connect_refused",
+            addresses=("127.0.0.1",),
+            ports={"smtp": ((slow, "starttls"), (quick, "starttls")), "imap": ()},
+        )
+    assert hint == f"1 refused the connection; 127.0.0.1:{slow} with STARTTLS answers."
+
+
+@pytest.mark.asyncio
+async def test_a_mode_mismatch_tries_the_port_in_the_mode_not_used(stack: Stack) -> None:
+    """465 checked with STARTTLS (--smtp-security starttls): the hint names 465 with
+    SSL/TLS, the mode the check did not use, not 465 with STARTTLS again."""
+    if "postfix" in stack.unavailable:
+        pytest.skip(stack.unavailable["postfix"])
+    host, port = stack.dns
+    checked = CheckOptions(
+        ca_file=str(stack.ca_file),
+        dns_server=f"{host}:{port}",
+        resolve_hosts_with_dns_server=True,
+        smtp_security="starttls",
+        check_imap=False,
+        check_domain=False,
+    )
+    report = await preflight.check_account(valid_payload(stack, smtp_port=465), checked)
+    smtp = report.checks[2]
+    assert smtp.code is preflight.Code.TLS_MODE_MISMATCH
+    assert smtp.details["answers"] == (
+        f"465 speaks another security mode; {stack.mail_host}:465 with SSL/TLS answers."
+    )
