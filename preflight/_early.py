@@ -1,0 +1,149 @@
+"""A cold start's first packets, sent before the libraries that use them are loaded.
+
+``preflight check one.json`` spends its first few hundred milliseconds importing
+(asyncio, ssl, dnspython, the protocol clients) and loading the CA store. The first
+network steps of a check need none of that: the server host's address (the system
+resolver) and a TCP connection to it. :func:`start` does both in a thread, once the
+payload is known to be valid, so that they are under way while the imports run;
+the probe then takes the connected socket (:func:`claim`) instead of connecting
+again, and the address look-up is the same one (:func:`lookup`). A server that
+speaks first (SMTP, IMAP's greeting) has answered by the time the probe reads.
+
+Only the command line uses it, for the first account of its input, and only with
+the system resolver: with ``--dns-for-hosts`` the probes resolve through dnspython
+as before. A connection nobody claims is closed when the process ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import socket
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+__all__ = ["claim", "lookup", "start", "take"]
+
+
+@dataclass
+class _Early:
+    port: int
+    #: The address the connection goes to (IPv4 first, as the probes order them).
+    address: Future[str] = field(default_factory=Future)
+    connection: Future[socket.socket] = field(default_factory=Future)
+
+
+_lock = threading.Lock()
+_lookups: dict[str, Future[tuple[str, ...]]] = {}
+_early: list[_Early] = []
+
+
+def start(host: str, port: int, timeout: float) -> None:
+    """Look up ``host`` and connect to its first address on ``port``, in a thread."""
+    key = host.lower()
+    entry = _Early(port)
+    with _lock:
+        found = _lookups.get(key)
+        if found is None:
+            found = _lookups[key] = Future()
+            resolve = True
+        else:
+            resolve = False
+        _early.append(entry)
+
+    def work() -> None:
+        # Running from now on: a claim cancelled later leaves the result to be closed.
+        for future in (
+            (found, entry.address, entry.connection)
+            if resolve
+            else (
+                entry.address,
+                entry.connection,
+            )
+        ):
+            future.set_running_or_notify_cancel()
+        if resolve:
+            try:
+                infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                found.set_exception(exc)
+            else:
+                ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)
+                found.set_result(tuple(dict.fromkeys(str(info[4][0]) for info in ordered)))
+        try:
+            addresses = found.result()
+        except OSError as exc:
+            entry.address.set_exception(exc)
+            entry.connection.set_exception(exc)
+            return
+        if not addresses:
+            error = OSError("no address")
+            entry.address.set_exception(error)
+            entry.connection.set_exception(error)
+            return
+        entry.address.set_result(addresses[0])
+        family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect((addresses[0], port))
+        except BaseException as exc:
+            sock.close()
+            entry.connection.set_exception(exc)
+        else:
+            sock.setblocking(False)
+            entry.connection.set_result(sock)
+
+    threading.Thread(target=work, name=f"preflight-early-{key}:{port}", daemon=True).start()
+
+
+def lookup(host: str) -> Future[tuple[str, ...]] | None:
+    """The addresses :func:`start` is finding for ``host`` (system resolver), if any."""
+    with _lock:
+        return _lookups.get(host.lower())
+
+
+async def take(address: str, port: int) -> socket.socket | None:
+    """The early connection to ``address``:``port`` (see :func:`claim`): the connected
+    non-blocking socket, None when none was started; raises what connecting raised."""
+    future = claim(address, port)
+    if future is None:
+        return None
+    import asyncio  # loaded by now: only the probes call this
+
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_close_result)
+        raise
+
+
+def _close_result(future: Future[socket.socket]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+def claim(address: str, port: int) -> Future[socket.socket] | None:
+    """The early connection to ``address``:``port``, taken (once), if one was started.
+
+    Waits for nothing but the look-ups already done: an entry whose address is not
+    known yet is not this one's (the probe resolves through :func:`lookup`, so its
+    first address is known by the time it connects).
+    """
+    with _lock:
+        for entry in _early:
+            if entry.port != port or not entry.address.done():
+                continue
+            if entry.address.exception() is None and entry.address.result() == address:
+                _early.remove(entry)
+                return entry.connection
+    return None
+
+
+@atexit.register
+def _close_unclaimed() -> None:
+    with _lock:
+        for entry in _early:
+            if entry.connection.done() and entry.connection.exception() is None:
+                entry.connection.result().close()
+        _early.clear()
