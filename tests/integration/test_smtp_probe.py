@@ -114,6 +114,55 @@ async def test_postfix_wrong_password(stack: Stack) -> None:
     assert result.hint
 
 
+async def postfix_disconnect(stack: Stack, offset: int) -> tuple[str, str]:
+    """Postfix's ``disconnect from ...`` line logged after byte ``offset`` of its log,
+    and all it logged meanwhile (Postfix logs after the session, asynchronously)."""
+    log = stack.workdir / "logs" / "postfix.log"
+    for _ in range(250):
+        with log.open("rb") as file:
+            file.seek(offset)
+            text = file.read().decode("utf-8", "replace")
+        lines = [line for line in text.splitlines() if "disconnect from" in line]
+        if lines:
+            return lines[-1], text
+        await asyncio.sleep(0.02)
+    raise AssertionError("Postfix logged no disconnect")
+
+
+def postfix_log_size(stack: Stack) -> int:
+    log = stack.workdir / "logs" / "postfix.log"
+    if not log.exists():
+        pytest.skip("no Postfix log on this target")
+    return log.stat().st_size
+
+
+@pytest.mark.parametrize("key", ["starttls", "ssl"])
+async def test_postfix_wrong_password_ends_with_quit(stack: Stack, key: str) -> None:
+    """After a refused login the session ends with QUIT (Postfix logs quit=1), not a
+    lost connection, on STARTTLS and implicit TLS alike."""
+    address, port, ca = postfix(stack, key)
+    offset = postfix_log_size(stack)
+    result = await probe(stack.mail_host, address, port, ca_file=ca)
+    assert result.code is Code.AUTH_FAILED, result
+    line, logged = await postfix_disconnect(stack, offset)
+    assert "auth=0/1" in line, line
+    assert "quit=1" in line, line
+    assert "lost connection" not in logged, logged
+
+
+async def test_postfix_good_login_ends_with_quit(stack: Stack) -> None:
+    """A good login ends with QUIT too, though its answer is not waited for."""
+    address, port, ca = postfix(stack, "ssl")
+    user, password = stack.credentials()
+    offset = postfix_log_size(stack)
+    result = await probe(stack.mail_host, address, port, user=user, password=password, ca_file=ca)
+    assert result.status is Status.PASS, result
+    line, logged = await postfix_disconnect(stack, offset)
+    assert "auth=1" in line, line
+    assert "quit=1" in line, line
+    assert "lost connection" not in logged, logged
+
+
 async def test_postfix_untrusted_without_ca_file(stack: Stack) -> None:
     """Without --ca-file the test CA is unknown: tls_untrusted."""
     address, port, _ = postfix(stack, "ssl")
