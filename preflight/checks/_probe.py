@@ -208,6 +208,13 @@ class Probe:
         """Message and hint of a ``tls_handshake_failed``: the server's alert, the
         versions offered, and what the server speaks when a second look learnt it."""
         facts = handshake_failure(tls_error)
+        step = self.state.step
+        if step not in ("tls", "starttls"):  # a TLS session that failed after its handshake
+            said = f"a {facts.alert} alert" if facts.alert else facts.reason or str(tls_error)
+            return (
+                f"TLS failed during {step}: {said}",
+                hint_for(Code.TLS_HANDSHAKE_FAILED, self.protocol, self.host, self.port),
+            )
         details = self.state.details
         version = details.get("server_tls_version")
         cipher = details.get("server_cipher")
