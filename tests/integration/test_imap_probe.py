@@ -542,6 +542,28 @@ async def test_stub_good_login_logs_no_secret(
     ]
 
 
+async def test_refused_login_ends_with_logout(start_stub: StartStub, stub_ca_file: str) -> None:
+    """After a refused login the probe says LOGOUT without waiting for its answer."""
+    stub, port = await start_stub(login_reply="NO [AUTHENTICATIONFAILED] Authentication failed.")
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.AUTH_FAILED, result
+    await asyncio.wait_for(stub.ended.wait(), 5)
+    assert [line.split(" ", 2)[1] for line in stub.lines] == ["CAPABILITY", "LOGIN", "LOGOUT"]
+
+
+async def test_missing_mailbox_ends_with_logout(start_stub: StartStub, stub_ca_file: str) -> None:
+    """INBOX refused after a good login: LOGOUT, not a dropped connection."""
+    stub, port = await start_stub(examine_reply="NO Mailbox does not exist")
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.PROTOCOL_ERROR, result
+    await asyncio.wait_for(stub.ended.wait(), 5)
+    assert stub.lines[-1].split(" ", 1)[1] == "LOGOUT"
+
+
 async def test_user_name_is_quoted(start_stub: StartStub, stub_ca_file: str) -> None:
     """LOGIN sends the user name as a quoted string, escaping quotes and backslashes."""
     stub, port = await start_stub()

@@ -557,6 +557,26 @@ async def test_provider_reply_families(
     assert len(auth_commands(stub)) == 1  # one attempt, never several
 
 
+async def test_refused_login_ends_with_quit(start_stub: StartStub, stub_ca_file: str) -> None:
+    """After a refused login the probe says QUIT (over TLS, then closes) without
+    waiting for the 221: the stub reads it after the report."""
+    stub, port = await start_stub(auth_reply=["535 5.7.8 Authentication credentials invalid"])
+    result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
+    assert result.code is Code.AUTH_FAILED, result
+    await asyncio.wait(stub.sessions, timeout=5)
+    assert stub.commands[-1] == "QUIT", stub.commands
+    assert len(auth_commands(stub)) == 1
+
+
+async def test_no_auth_offered_ends_with_quit(start_stub: StartStub, stub_ca_file: str) -> None:
+    """A stop before any login (no AUTH offered) ends with QUIT too."""
+    stub, port = await start_stub(auth="")
+    result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
+    assert result.code is Code.AUTH_UNSUPPORTED, result
+    await asyncio.wait(stub.sessions, timeout=5)
+    assert [c.split()[0] for c in stub.commands] == ["EHLO", "QUIT"]
+
+
 async def test_login_mechanism_when_plain_missing(start_stub: StartStub, stub_ca_file: str) -> None:
     """With only LOGIN offered, LOGIN is used, once."""
     stub, port = await start_stub(auth="LOGIN")
