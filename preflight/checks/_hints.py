@@ -172,6 +172,7 @@ def handshake_failure_text(
     looked: bool,
     host: str,
     protocol: str,
+    cipher_refused: bool = True,
 ) -> tuple[str, str]:
     """The message and hint of a ``tls_handshake_failed``, from what is known of it.
 
@@ -179,7 +180,7 @@ def handshake_failure_text(
     ``offered`` the lowest and highest version preflight offered, ``server_version``
     and ``server_cipher`` what the server negotiated on a second handshake that
     allowed everything (None: not learnt; ``looked`` says whether that handshake was
-    tried).
+    tried); ``cipher_refused`` whether preflight's own settings refuse that cipher.
     """
     said = f" (the server sent a {alert} alert)" if alert else ""
     cause = alert or reason or "unknown reason"
@@ -203,6 +204,15 @@ def handshake_failure_text(
                 f"clients) no longer accepts: it needs {offered[0]} or later. The provider "
                 f"must enable {offered[0]} on the server; if it documents another "
                 f"{protocol.upper()} host or port, use that.",
+            )
+        if not cipher_refused:
+            return (
+                f"the server refused the TLS handshake{said}, yet completed a second one "
+                f"({server_version}, {server_cipher}) that preflight's settings allow too",
+                f"{host} refused preflight's TLS handshake but completed one with a version "
+                f"and cipher preflight also accepts ({server_version}, {server_cipher}), sent "
+                "without a host name (SNI): the cause is not the TLS version or cipher; check "
+                f"{protocol}_host, retry, and tell the provider if it lasts.",
             )
         chosen = (
             f" (it chose {server_cipher} when every cipher was allowed)" if server_cipher else ""

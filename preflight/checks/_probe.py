@@ -228,6 +228,7 @@ class Probe:
             looked=self.server_tls_looked,
             host=self.host,
             protocol=self.protocol,
+            cipher_refused=cipher not in {c["name"] for c in self.context.get_ciphers()},
         )
 
     def over(self) -> str:

@@ -196,6 +196,24 @@ async def test_nothing_in_common_even_on_a_second_look(
 
 
 @both_protocols
+async def test_refusal_that_versions_do_not_explain(certs: CertSet, protocol: MailProtocol) -> None:
+    """handshake_failure, yet the second look completes with a modern version and
+    cipher: neither the version nor the cipher is blamed."""
+    context = server_context(certs)
+    async with TlsTrouble(
+        protocol, alert=HANDSHAKE_FAILURE_ALERT, alert_once=True, context=context
+    ) as server:
+        result = await probe(protocol, server, certs, starttls=False)
+    assert result.code is Code.TLS_HANDSHAKE_FAILED, result
+    assert result.details["server_tls_version"] == "TLSv1.3"
+    assert "yet completed a second one" in result.message
+    hint = result.hint or ""
+    assert "not the TLS version or cipher" in hint
+    assert "weak" not in hint
+    assert "speaks only" not in hint
+
+
+@both_protocols
 async def test_other_alert_is_named(certs: CertSet, protocol: MailProtocol) -> None:
     """Any other alert is named as it is, with what it means when that is known."""
     async with TlsTrouble(protocol, alert=UNRECOGNIZED_NAME_ALERT) as server:

@@ -93,6 +93,21 @@ def test_weak_cipher_is_named() -> None:
     assert "speaks only" not in hint
 
 
+def test_acceptable_cipher_blames_neither_version_nor_cipher() -> None:
+    """A second look that found a version and cipher preflight accepts: neither is blamed."""
+    message, hint = text(
+        alert="handshake_failure",
+        mismatch=True,
+        server_version="TLSv1.3",
+        server_cipher="TLS_AES_256_GCM_SHA384",
+        looked=True,
+        cipher_refused=False,
+    )
+    assert "yet completed a second one" in message
+    assert "not the TLS version or cipher" in hint
+    assert "weak" not in hint
+
+
 def test_no_look_claims_no_second_handshake() -> None:
     _, unseen = text(alert="handshake_failure", mismatch=True, looked=False)
     _, failed = text(alert="handshake_failure", mismatch=True, looked=True)
