@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import errno
 import json
 import re
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeVar
 
 from preflight import _text
+from preflight._tls import permissive_context
 from preflight.options import Security
 from preflight.report import CheckResult, Code, Status
 from preflight.secret import MASK
@@ -35,10 +37,12 @@ __all__ = [
     "mode_for_port",
     "offers_starttls",
     "open_socket",
+    "part",
     "presented_certificate",
     "reportable",
     "reportable_details",
     "scrub",
+    "server_tls",
     "tls_answers",
     "tls_handshake",
 ]
@@ -101,6 +105,28 @@ async def bounded(
             probe.close()
 
 
+def part(transport: asyncio.BaseTransport | None, goodbye: bytes) -> None:
+    """End a session politely without waiting on the server: write ``goodbye`` (QUIT,
+    a tagged LOGOUT), then close, which over TLS sends close_notify, then FIN.
+
+    Nothing is read and nothing awaited: the bytes are handed to the kernel now (a few
+    bytes on an idle connection are), and the socket closes within a turn or two of
+    the loop. asyncio's TLS close would otherwise wait up to 30 s for the server's own
+    close_notify, holding the socket past the report and maybe past the loop: so the
+    TCP connection is shut down at once after ours, and the TLS layer, seeing the end
+    of the stream, closes the transport. A transport already closing is left alone.
+    """
+    if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+        return
+    tls = transport.get_extra_info("ssl_object") is not None
+    sock = transport.get_extra_info("socket") if tls else None
+    transport.write(goodbye)
+    transport.close()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class ConnectFailure(Exception):
     """No TCP connection could be made to any address of the host."""
 
@@ -159,20 +185,27 @@ async def tls_answers(address: str, port: int, timeout: float) -> bool:
 
 
 async def _unverified_handshake(
-    address: str, port: int, timeout: float, protocol: str = "", starttls: bool = False
+    address: str,
+    port: int,
+    timeout: float,
+    protocol: str = "",
+    starttls: bool = False,
+    context: ssl.SSLContext | None = None,
 ) -> ssl.SSLObject | None:
     """A TLS handshake with verification off on a fresh connection (after
     ``protocol``'s STARTTLS when ``starttls``), or None when it does not complete in
-    ``timeout``. It runs over memory buffers on a socket this function owns, so that
+    ``timeout``. ``context`` replaces the default one (verification off, the default
+    versions and ciphers). It runs over memory buffers on a socket this function owns, so that
     cancelling it at any point closes the socket (asyncio's own TLS transports can leak
     theirs when cancelled mid-handshake); the socket is closed before returning.
     """
     if timeout <= 0:
         return None
     loop = asyncio.get_running_loop()
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    if context is None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
     sock.setblocking(False)
     try:
@@ -481,6 +514,26 @@ async def presented_certificate(
     """
     tls = await _unverified_handshake(address, port, timeout, protocol, starttls)
     return tls.getpeercert(binary_form=True) if tls is not None else None
+
+
+async def server_tls(
+    address: str, port: int, protocol: str, starttls: bool, timeout: float
+) -> tuple[str, str | None] | None:
+    """The TLS version and cipher the server at ``address:port`` negotiates when every
+    version from TLS 1.0 to 1.3 and every cipher is allowed (verification off), on a
+    fresh connection (after ``protocol``'s STARTTLS when ``starttls``); None when no
+    handshake completes within ``timeout``.
+
+    After a handshake failed for want of a common version or cipher, this says which
+    side is behind: a server that speaks only TLS 1.0 answers "TLSv1".
+    """
+    tls = await _unverified_handshake(
+        address, port, timeout, protocol, starttls, context=permissive_context()
+    )
+    if tls is None or tls.version() is None:
+        return None
+    cipher = tls.cipher()
+    return str(tls.version()), cipher[0] if cipher else None
 
 
 async def offers_starttls(address: str, port: int, protocol: str, timeout: float) -> bool | None:

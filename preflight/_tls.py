@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import re
 import ssl
 import time
+import warnings
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from preflight._text import shown
@@ -14,10 +18,14 @@ E = TypeVar("E", bound=BaseException)
 
 __all__ = [
     "EXPIRY_WARN_DAYS",
+    "HandshakeFailure",
     "classify_tls_error",
     "describe_der",
     "describe_session",
+    "handshake_failure",
     "make_context",
+    "offered_versions",
+    "permissive_context",
 ]
 
 #: A certificate expiring within this many days makes a passing check a warning.
@@ -95,6 +103,87 @@ def classify_tls_error(exc: BaseException) -> tuple[Code, str]:
             return Code.TLS_MODE_MISMATCH, "the server answered TLS with clear text"
         return Code.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {reason or exc}"
     return Code.TLS_HANDSHAKE_FAILED, f"TLS handshake failed: {exc}"
+
+
+#: OpenSSL's reason for an alert the server sent: SSLV3_ALERT_HANDSHAKE_FAILURE,
+#: TLSV1_ALERT_INTERNAL_ERROR, TLSV13_ALERT_CERTIFICATE_REQUIRED, TLSV1_UNRECOGNIZED_NAME.
+_ALERT = re.compile(r"^(?:SSLV3|TLSV1|TLSV13)_(?:ALERT_)?([A-Z_]+)$")
+#: Alerts that mean the two sides found no TLS version or cipher in common.
+MISMATCH_ALERTS = frozenset({"handshake_failure", "insufficient_security", "protocol_version"})
+#: OpenSSL's own reasons (no alert received) for a version or cipher the client refused.
+_MISMATCH_REASONS = frozenset(
+    {
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "NO_CIPHERS_AVAILABLE",
+        "NO_SHARED_CIPHER",
+        "WRONG_CIPHER_RETURNED",
+        "WRONG_SSL_VERSION",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HandshakeFailure:
+    """What a failed handshake (not a certificate, not clear text) says about its cause."""
+
+    #: The alert the server sent, by its RFC 8446 name ("internal_error"), or None.
+    alert: str | None
+    #: OpenSSL's reason ("UNSUPPORTED_PROTOCOL", "TLSV1_ALERT_INTERNAL_ERROR"), or None.
+    reason: str | None
+    #: Whether it says "no version or cipher in common": worth a look at what the
+    #: server speaks.
+    mismatch: bool
+
+
+def handshake_failure(exc: ssl.SSLError) -> HandshakeFailure:
+    """The facts of a failed handshake that is a ``tls_handshake_failed``."""
+    reason = exc.reason or None
+    named = _ALERT.match(reason) if reason is not None else None
+    alert = named[1].lower() if named is not None else None
+    mismatch = alert in MISMATCH_ALERTS or reason in _MISMATCH_REASONS
+    return HandshakeFailure(alert, reason, mismatch)
+
+
+_VERSION_NAMES = {
+    ssl.TLSVersion.SSLv3: "SSLv3",
+    ssl.TLSVersion.TLSv1: "TLSv1",
+    ssl.TLSVersion.TLSv1_1: "TLSv1.1",
+    ssl.TLSVersion.TLSv1_2: "TLSv1.2",
+    ssl.TLSVersion.TLSv1_3: "TLSv1.3",
+}
+
+
+def offered_versions(context: ssl.SSLContext) -> tuple[str, str]:
+    """The lowest and highest TLS version ``context`` offers, named as
+    ``SSLObject.version()`` names them ("TLSv1.2", "TLSv1.3")."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # reading TLSv1 is deprecated
+        low, high = context.minimum_version, context.maximum_version
+        if low is ssl.TLSVersion.MINIMUM_SUPPORTED:
+            low = ssl.TLSVersion.TLSv1
+        if high is ssl.TLSVersion.MAXIMUM_SUPPORTED:
+            high = ssl.TLSVersion.TLSv1_3 if ssl.HAS_TLSv1_3 else ssl.TLSVersion.TLSv1_2
+        return _VERSION_NAMES.get(low, low.name), _VERSION_NAMES.get(high, high.name)
+
+
+@functools.lru_cache(maxsize=1)
+def permissive_context() -> ssl.SSLContext:
+    """A client context that takes whatever a server speaks (TLS 1.0 to 1.3, every
+    cipher, no verification): only to learn what a server that failed the real
+    handshake negotiates, never to log in."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0 is, on purpose
+        with contextlib.suppress(ValueError, ssl.SSLError):  # an OpenSSL without it
+            context.minimum_version = ssl.TLSVersion.TLSv1
+    try:
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:  # pragma: no cover - an OpenSSL without security levels
+        context.set_ciphers("ALL")
+    return context
 
 
 def find_cause(exc: BaseException | None, kind: type[E]) -> E | None:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from preflight.report import Code
 
-__all__ = ["hint_for"]
+__all__ = ["handshake_failure_text", "hint_for", "starttls_refused_hint"]
 
 
 def hint_for(
@@ -108,8 +108,8 @@ def hint_for(
         return "The server's certificate has expired: the mail provider must renew it."
     if code is Code.TLS_HANDSHAKE_FAILED:
         return (
-            "TLS could not be negotiated: the server may only offer old protocol versions or "
-            "ciphers. Check the port and security mode."
+            "TLS could not be negotiated with the server: check the port and security mode; "
+            "if they are right, the server's TLS setup is at fault: tell the mail provider."
         )
     if code is Code.PROTOCOL_ERROR:
         return (
@@ -143,3 +143,126 @@ def hint_for(
             "--timeout."
         )
     return "See details for the server's reply."
+
+
+#: The TLS versions in the order they came, as ``SSLObject.version()`` names them.
+_VERSION_ORDER = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+#: Alerts whose meaning a hint can say in a few words (others are named as they are).
+_ALERT_MEANING = {
+    "unrecognized_name": "the server does not know the host name preflight asked for (SNI)",
+    "certificate_required": "the server wants a client certificate, which a mail login "
+    "does not use",
+    "access_denied": "the server refuses this client",
+}
+
+
+def _span(offered: tuple[str, str]) -> str:
+    low, high = offered
+    return low if low == high else f"{low} to {high}"
+
+
+def handshake_failure_text(
+    *,
+    alert: str | None,
+    reason: str | None,
+    mismatch: bool,
+    offered: tuple[str, str],
+    server_version: str | None,
+    server_cipher: str | None,
+    looked: bool,
+    host: str,
+    protocol: str,
+    cipher_refused: bool = True,
+) -> tuple[str, str]:
+    """The message and hint of a ``tls_handshake_failed``, from what is known of it.
+
+    ``alert`` is the alert the server sent (by name), ``reason`` OpenSSL's reason,
+    ``offered`` the lowest and highest version preflight offered, ``server_version``
+    and ``server_cipher`` what the server negotiated on a second handshake that
+    allowed everything (None: not learnt; ``looked`` says whether that handshake was
+    tried); ``cipher_refused`` whether preflight's own settings refuse that cipher.
+    """
+    said = f" (the server sent a {alert} alert)" if alert else ""
+    cause = alert or reason or "unknown reason"
+    if alert == "internal_error":
+        return (
+            "the server broke off the TLS handshake with an internal_error alert",
+            f"{host} reported an internal error during the TLS handshake: a fault on the "
+            "provider's side (its TLS setup or certificate store), not in the account. Retry "
+            "later; if it lasts, tell the mail provider.",
+        )
+    if mismatch and server_version is not None:
+        if server_version in _VERSION_ORDER and offered[0] in _VERSION_ORDER:
+            older = _VERSION_ORDER.index(server_version) < _VERSION_ORDER.index(offered[0])
+        else:
+            older = False
+        if older:
+            return (
+                f"no TLS version in common: preflight offers {_span(offered)}, the server "
+                f"speaks {server_version}{said}",
+                f"{host} speaks only {server_version}, which preflight (like current mail "
+                f"clients) no longer accepts: it needs {offered[0]} or later. The provider "
+                f"must enable {offered[0]} on the server; if it documents another "
+                f"{protocol.upper()} host or port, use that.",
+            )
+        if not cipher_refused:
+            return (
+                f"the server refused the TLS handshake{said}, yet completed a second one "
+                f"({server_version}, {server_cipher}) that preflight's settings allow too",
+                f"{host} refused preflight's TLS handshake but completed one with a version "
+                f"and cipher preflight also accepts ({server_version}, {server_cipher}), sent "
+                "without a host name (SNI): the cause is not the TLS version or cipher; check "
+                f"{protocol}_host, retry, and tell the provider if it lasts.",
+            )
+        chosen = (
+            f" (it chose {server_cipher} when every cipher was allowed)" if server_cipher else ""
+        )
+        return (
+            f"no cipher in common: the server speaks {server_version}, but only with "
+            f"ciphers preflight refuses as weak{said}",
+            f"{host} speaks {server_version} but offers only ciphers that preflight's TLS "
+            f"settings refuse as weak{chosen}: the provider must enable current ciphers "
+            "(ECDHE with AES-GCM or ChaCha20).",
+        )
+    if mismatch:
+        second = (
+            "; a second handshake allowing TLS 1.0 and every cipher did not complete either"
+            if looked
+            else ""
+        )
+        return (
+            f"no TLS version or cipher in common with the server: preflight offers "
+            f"{_span(offered)}{said or f' ({cause})'}",
+            f"{host} and preflight found no TLS version or cipher in common (preflight offers "
+            f"{_span(offered)} with current ciphers{second}): check the port and security "
+            "mode, then ask the provider which TLS versions and ciphers the server supports.",
+        )
+    if alert is not None:
+        meaning = _ALERT_MEANING.get(alert)
+        return (
+            f"the server broke off the TLS handshake with a {alert} alert",
+            (f"The TLS handshake failed: {meaning}. " if meaning else "")
+            + "Check the host, port and security mode; if they are right, tell the mail "
+            f"provider that {host} answers the TLS handshake with a {alert} alert.",
+        )
+    return (
+        f"TLS handshake failed: {cause}",
+        "TLS could not be negotiated with the server: check the port and security mode; "
+        "if they are right, the server's TLS setup is at fault: tell the mail provider.",
+    )
+
+
+def starttls_refused_hint(protocol: str, reply: str) -> str:
+    """The hint for a server that advertised STARTTLS, then refused it with ``reply``."""
+    tls_port = "465" if protocol == "smtp" else "993"
+    if protocol == "smtp" and reply.startswith("4"):  # RFC 3207: 454, a temporary reason
+        return (
+            "The server offers STARTTLS but refused it for a temporary reason on its side "
+            "(often its certificate or TLS setup): retry later, or use implicit TLS on "
+            f"{tls_port} if the provider offers it; tell the provider if it lasts."
+        )
+    return (
+        "The server offers STARTTLS but refused to start it (see details.reply): its TLS is "
+        f"not set up or not working. Use implicit TLS on {tls_port} if the provider offers "
+        "it; otherwise tell the provider."
+    )

@@ -53,6 +53,7 @@ from typing import Any, Final
 
 import aioimaplib  # type: ignore[import-untyped]  # ships no type information
 
+from preflight._net import part
 from preflight.secret import MASK
 
 __all__ = [
@@ -403,6 +404,21 @@ class ImapClient(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]  # aioim
         transport = self.transport
         if transport is not None:
             transport.abort()
+
+    def part(self) -> None:
+        """``LOGOUT``, then close (TLS close_notify, FIN) without waiting for the answer
+        (:func:`preflight._net.part`); hard, as :meth:`abort`, when the session is not
+        in a state to say anything (lost, confused, a command still running)."""
+        if (
+            self._lost is not None
+            or self._violation is not None
+            or self._tls_pending
+            or self.pending_sync_command is not None
+        ):
+            self.abort()
+            return
+        log.debug("C: LOGOUT (not waiting for the answer)")
+        part(self.transport, self.new_tag().encode() + b" LOGOUT\r\n")
 
     async def _exchange(
         self, name: str, first: bytes, answers: Sequence[bytes] = (), shown: str = ""

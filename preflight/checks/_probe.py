@@ -31,6 +31,7 @@ from preflight._net import (
     open_socket,
     presented_certificate,
     reportable_details,
+    server_tls,
     tls_answers,
 )
 from preflight._resolver import HostLookup
@@ -40,8 +41,10 @@ from preflight._tls import (
     describe_session,
     expiry_warning,
     find_cause,
+    handshake_failure,
+    offered_versions,
 )
-from preflight.checks._hints import hint_for
+from preflight.checks._hints import handshake_failure_text, hint_for
 from preflight.checks._replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
 from preflight.options import CheckOptions, Security
 from preflight.payload import Account
@@ -54,8 +57,6 @@ T = TypeVar("T")
 
 #: The modes that look for STARTTLS after the clear-text greeting.
 STARTTLS_MODES: tuple[Mode, ...] = ("starttls", "starttls?", "detect")
-#: A goodbye is a courtesy: a server slow to say it does not hold the report.
-_GOODBYE_TIMEOUT = 2.0
 #: The second look at a certificate that failed verification is this short at most.
 _CERT_FETCH_TIMEOUT = 2.0
 #: The failures whose report carries the presented certificate (``details.certificate``).
@@ -106,6 +107,12 @@ class Probe:
         self.spoke = "ssl" if self.mode == "ssl" else "plain"
         #: The loop time the check must end by (set by :meth:`check`, :meth:`open_within`).
         self.deadline: float | None = None
+        #: Whether the session may end politely (goodbye, close_notify, FIN) rather than
+        #: hard: set by a stop at which the protocol is in a sane state (a refused login,
+        #: a missing mechanism...), and by the goodbye after success. See :meth:`close`.
+        self.polite = False
+        #: Whether a second handshake looked at the TLS versions the server speaks.
+        self.server_tls_looked = False
 
     # --- what a protocol adds ------------------------------------------------------
 
@@ -117,15 +124,19 @@ class Probe:
         """What the check proves after the login, before the goodbye."""
 
     async def goodbye(self) -> None:
-        """QUIT or LOGOUT, politely (see :meth:`farewell`)."""
-        raise NotImplementedError
+        """QUIT or LOGOUT after success, and close, without waiting for the server's
+        answer: the report never depends on it (see :meth:`close`)."""
+        self.polite = True
+        self.close()
 
     def summary(self) -> str:
         """The message of a passing check."""
         raise NotImplementedError
 
     def close(self) -> None:
-        """Close hard: after a timeout or confusion the session is never reused."""
+        """End the session: politely when :attr:`polite` (the protocol's goodbye, then
+        TLS close_notify and FIN, without waiting for any answer), else hard (after a
+        timeout or confusion). The session is never reused; closing twice is harmless."""
         raise NotImplementedError
 
     def translate_protocol(self, exc: BaseException) -> ProbeStop | None:
@@ -135,8 +146,18 @@ class Probe:
     # --- results -------------------------------------------------------------------
 
     def stop(
-        self, code: Code, message: str, hint: str | None = None, reply: str | None = None
+        self,
+        code: Code,
+        message: str,
+        hint: str | None = None,
+        reply: str | None = None,
+        *,
+        polite: bool = False,
     ) -> ProbeStop:
+        """The failing result ``code``, as an exception that ends the probe. ``polite``:
+        the session is in a sane state (the server has answered, nothing is half-sent),
+        so it ends with the protocol's goodbye rather than a hard close."""
+        self.polite = polite
         certificate = self.state.details.get("certificate")
         names = certificate.get("san", []) if isinstance(certificate, dict) else []
         hint = hint or hint_for(
@@ -171,6 +192,8 @@ class Probe:
         tls_error = find_cause(exc, ssl.SSLError)
         if tls_error is not None:
             code, message = classify_tls_error(tls_error)
+            if code is Code.TLS_HANDSHAKE_FAILED:
+                return self.stop(code, *self._handshake_failure_text(tls_error))
             return self.stop(code, message)
         specific = self.translate_protocol(exc)
         if specific is not None:
@@ -180,6 +203,33 @@ class Probe:
         if isinstance(exc, OSError):
             return self.stop(Code.PROTOCOL_ERROR, f"connection lost during {step}: {exc}")
         return self.stop(Code.PROTOCOL_ERROR, f"{step} failed: {exc}")
+
+    def _handshake_failure_text(self, tls_error: ssl.SSLError) -> tuple[str, str]:
+        """Message and hint of a ``tls_handshake_failed``: the server's alert, the
+        versions offered, and what the server speaks when a second look learnt it."""
+        facts = handshake_failure(tls_error)
+        step = self.state.step
+        if step not in ("tls", "starttls"):  # a TLS session that failed after its handshake
+            said = f"a {facts.alert} alert" if facts.alert else facts.reason or str(tls_error)
+            return (
+                f"TLS failed during {step}: {said}",
+                hint_for(Code.TLS_HANDSHAKE_FAILED, self.protocol, self.host, self.port),
+            )
+        details = self.state.details
+        version = details.get("server_tls_version")
+        cipher = details.get("server_cipher")
+        return handshake_failure_text(
+            alert=facts.alert,
+            reason=facts.reason,
+            mismatch=facts.mismatch,
+            offered=offered_versions(self.context),
+            server_version=version if isinstance(version, str) else None,
+            server_cipher=cipher if isinstance(cipher, str) else None,
+            looked=self.server_tls_looked,
+            host=self.host,
+            protocol=self.protocol,
+            cipher_refused=cipher not in {c["name"] for c in self.context.get_ciphers()},
+        )
 
     def over(self) -> str:
         """'over ssl, TLSv1.3' for the passing message."""
@@ -226,6 +276,7 @@ class Probe:
         except self.errors as exc:
             await self.note_presented_certificate(exc)
             await self.note_starttls_offer(exc)
+            await self.note_server_tls(exc)
             raise self.translate(exc) from None
 
     def _second_look_timeout(self) -> float:
@@ -253,6 +304,34 @@ class Probe:
         offered = await offers_starttls(address, self.port, self.protocol, timeout)
         if offered is not None:
             self.state.details["starttls_offered"] = offered
+
+    async def note_server_tls(self, exc: BaseException) -> None:
+        """After a handshake failure that is not about the certificate: the server's
+        alert (``details.tls_alert``), the versions preflight offered
+        (``details.tls_versions_offered``) and, when they found nothing in common, what
+        the server speaks (``details.server_tls_version``, ``details.server_cipher``),
+        learnt on a second, short handshake that allows TLS 1.0-1.3 and every cipher."""
+        tls_error = find_cause(exc, ssl.SSLError)
+        if tls_error is None or self.state.step not in ("tls", "starttls"):
+            return
+        if classify_tls_error(tls_error)[0] is not Code.TLS_HANDSHAKE_FAILED:
+            return
+        facts = handshake_failure(tls_error)
+        details = self.state.details
+        if facts.alert is not None:
+            details["tls_alert"] = facts.alert
+        details["tls_versions_offered"] = list(offered_versions(self.context))
+        address = details.get("address")
+        if not facts.mismatch or not isinstance(address, str):
+            return
+        timeout = self._second_look_timeout()
+        if timeout <= 0:
+            return
+        self.server_tls_looked = True
+        starttls = self.state.step == "starttls"
+        spoken = await server_tls(address, self.port, self.protocol, starttls, timeout)
+        if spoken is not None:
+            details["server_tls_version"], details["server_cipher"] = spoken
 
     async def note_presented_certificate(self, exc: BaseException) -> None:
         """After a failed certificate verification, put the certificate the server
@@ -354,6 +433,7 @@ class Probe:
                 Code.AUTH_PLAINTEXT_REFUSED,
                 "the connection is not encrypted; the credentials were not sent",
                 None if flag_helps else _TLS_ONLY_HINT,
+                polite=True,
             )
 
     def begin_login(self, step: str, mechanism: str) -> None:
@@ -363,12 +443,13 @@ class Probe:
         if not self.encrypted:
             self.state.warnings.append("the credentials were sent in clear text")
 
-    def refused(self, reply: str, status: int | None = None) -> ProbeStop:
-        """A refused login, classified on the reply's meaning (app password, ...)."""
+    def refused(self, reply: str, status: int | None = None, *, polite: bool = True) -> ProbeStop:
+        """A refused login, classified on the reply's meaning (app password, ...).
+        ``polite``: the session can still say goodbye (not after the server's ``BYE``)."""
         verdict = classify_login_refusal(
             reply, self.host, status=status, secrets=self.state.secrets
         )
-        return self.stop(verdict.code, verdict.message, verdict.hint, reply=reply)
+        return self.stop(verdict.code, verdict.message, verdict.hint, reply=reply, polite=polite)
 
     def note_oauth_error(self, challenge: str) -> None:
         """Keep the error a server's XOAUTH2 challenge carries (base64 JSON)."""
@@ -382,17 +463,8 @@ class Probe:
             f"the server refused the OAuth token: {reply}",
             XOAUTH2_HINT,
             reply=reply,
+            polite=True,
         )
-
-    async def farewell(self, step: str, goodbye: Awaitable[Any]) -> None:
-        """Say goodbye politely; a server that will not is not a failure of the account."""
-        self.state.step = step
-        quiet: tuple[type[BaseException], ...] = (*self.errors, TimeoutError)
-        try:
-            async with asyncio.timeout(_GOODBYE_TIMEOUT):
-                await goodbye
-        except quiet:
-            pass
 
 
 class Session:

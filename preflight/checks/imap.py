@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from preflight._net import SHORT_LIMIT, ProbeStop, reportable
 from preflight._resolver import HostLookup
+from preflight.checks._hints import starttls_refused_hint
 from preflight.checks._imap_client import (
     ImapClient,
     ImapError,
@@ -117,7 +118,7 @@ class ImapSession(Session):
         self.client: ImapClient = probe.client
 
     async def logout(self) -> None:
-        """LOGOUT, politely and briefly; a server that will not is no failure."""
+        """LOGOUT and close, without waiting for the server's answer."""
         await self._imap_probe.goodbye()
 
 
@@ -155,7 +156,10 @@ class _ImapProbe(Probe):
 
     def close(self) -> None:
         if self.client is not None and self.client.transport is not None:
-            self.client.abort()
+            if self.polite:
+                self.client.part()
+            else:
+                self.client.abort()
         elif self.sock is not None:
             self.sock.close()  # connected, but no transport took the socket over
         self.client = None
@@ -183,32 +187,37 @@ class _ImapProbe(Probe):
         reply = f"BYE {bye}"
         step = self.state.step
         if step == "login":
-            return self.refused(reply)
+            return self.refused(reply, polite=False)
         if step == "examine":
-            return self._inbox_refused(reply)
+            return self._inbox_refused(reply, polite=False)
         return self.stop(
             Code.PROTOCOL_ERROR,
             f"the server ended the session during {step}: {reply}",
             reply=reply,
         )
 
-    def _inbox_refused(self, reply: str) -> ProbeStop:
-        """INBOX cannot be opened after a login that worked (``NO`` or ``* BYE``)."""
+    def _inbox_refused(self, reply: str, *, polite: bool = True) -> ProbeStop:
+        """INBOX cannot be opened after a login that worked (``NO``, or ``* BYE``: then
+        not ``polite``, the server has ended the session)."""
         if _NO_MAILBOX.search(reply):
             return self.stop(
                 Code.PROTOCOL_ERROR,
                 f"logged in, but INBOX cannot be opened: the mailbox does not exist: {reply}",
                 _NO_MAILBOX_HINT,
                 reply=reply,
+                polite=polite,
             )
         verdict = classify_login_refusal(reply, self.host, secrets=self.state.secrets)
         if verdict.code is Code.SERVER_UNAVAILABLE:
-            return self.stop(verdict.code, verdict.message, verdict.hint, reply=reply)
+            return self.stop(
+                verdict.code, verdict.message, verdict.hint, reply=reply, polite=polite
+            )
         return self.stop(
             Code.PROTOCOL_ERROR,
             f"logged in, but INBOX cannot be opened: {reply}",
             _NO_INBOX_HINT,
             reply=reply,
+            polite=polite,
         )
 
     # --- the steps ---------------------------------------------------------------
@@ -297,6 +306,7 @@ class _ImapProbe(Probe):
                     Code.PROTOCOL_ERROR,
                     f"the server refused CAPABILITY: {reply.line}",
                     reply=reply.line,
+                    polite=True,
                 )
             self.capabilities = found
         # As many as a server cares to list, each as a report may show it.
@@ -310,6 +320,7 @@ class _ImapProbe(Probe):
                 raise self.stop(
                     Code.STARTTLS_UNSUPPORTED,
                     f"the server does not offer STARTTLS on port {self.port}",
+                    polite=True,
                 )
             return  # "detect": stay in clear text; the login is guarded below
         self.state.step = "starttls"
@@ -317,10 +328,14 @@ class _ImapProbe(Probe):
         async with asyncio.timeout(timeout):
             reply = await self.client.starttls(self.context, self.host, timeout)
         if not reply.ok:
+            # Not a handshake: none began. The session is still clear text and sane.
             raise self.stop(
-                Code.TLS_HANDSHAKE_FAILED,
-                f"the server refused STARTTLS: {reply.line}",
+                Code.STARTTLS_UNSUPPORTED,
+                f"the server advertised STARTTLS on port {self.port}, then refused it: "
+                f"{reply.line}",
+                starttls_refused_hint(self.protocol, reply.line),
                 reply=reply.line,
+                polite=True,
             )
         self.record_tls("starttls", self.client.transport)
         # The capabilities sent before TLS are void after it (RFC 3501 §6.2.1): ask again.
@@ -343,6 +358,7 @@ class _ImapProbe(Probe):
                 Code.AUTH_PLAINTEXT_REFUSED,
                 f"the server refuses logins before TLS ({said}); nothing was sent",
                 self._before_tls_hint(),
+                polite=True,
             )
         self.refuse_plaintext()
         if self.token is not None and "XOAUTH2" in offered:
@@ -357,12 +373,14 @@ class _ImapProbe(Probe):
                 "the server disables LOGIN and offers no usable AUTHENTICATE mechanism"
                 + (f" ({', '.join(offered)})" if offered else ""),
                 _NO_MECHANISM_HINT,
+                polite=True,
             )
         raise self.stop(
             Code.AUTH_UNSUPPORTED,
             "the account has no password, and the server does not offer XOAUTH2"
             + (f" (it offers {', '.join(offered)})" if offered else ""),
             _NO_MECHANISM_HINT,
+            polite=True,
         )
 
     async def authenticate(self, mechanism: str) -> None:
@@ -412,6 +430,7 @@ class _ImapProbe(Probe):
                     f"the server refused a login before TLS: {reply.line}",
                     _LOGIN_BEFORE_STARTTLS_HINT,
                     reply=reply.line,
+                    polite=True,
                 )
         raise self.refused(reply.line)
 
@@ -427,8 +446,3 @@ class _ImapProbe(Probe):
             exists = _EXISTS.match(line)
             if exists:
                 self.state.details["inbox_messages"] = int(exists[1])
-
-    async def goodbye(self) -> None:
-        if self.client is None:
-            return
-        await self.farewell("logout", self.client.command("LOGOUT"))

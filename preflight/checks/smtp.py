@@ -20,8 +20,9 @@ from typing import ClassVar
 import aiosmtplib
 from aiosmtplib.auth import auth_xoauth2_encode
 
-from preflight._net import SHORT_LIMIT, ProbeStop, reportable
+from preflight._net import SHORT_LIMIT, ProbeStop, part, reportable
 from preflight._resolver import HostLookup
+from preflight.checks._hints import starttls_refused_hint
 from preflight.checks._probe import STARTTLS_MODES, Probe, Session
 from preflight.options import CheckOptions
 from preflight.payload import Account
@@ -73,7 +74,7 @@ class SmtpSession(Session):
         self.smtp: aiosmtplib.SMTP = probe.smtp
 
     async def quit(self) -> None:
-        """QUIT, politely and briefly; a server that will not is no failure."""
+        """QUIT and close, without waiting for the server's answer."""
         await self._smtp_probe.goodbye()
 
 
@@ -115,7 +116,9 @@ class _SmtpProbe(Probe):
         if self.smtp is None:
             return
         transport = self.smtp.transport
-        if isinstance(transport, asyncio.WriteTransport):
+        if self.polite:
+            part(transport, b"QUIT\r\n")
+        elif isinstance(transport, asyncio.WriteTransport):
             transport.abort()
         self.smtp.close()
 
@@ -132,6 +135,7 @@ class _SmtpProbe(Probe):
                 Code.PROTOCOL_ERROR,
                 f"the server refused the session: {exc.code} {exc.message}",
                 reply=f"{exc.code} {exc.message}",
+                polite=True,
             )
         if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError):
             return self.stop(Code.PROTOCOL_ERROR, f"the server closed the connection during {step}")
@@ -140,6 +144,7 @@ class _SmtpProbe(Probe):
                 Code.PROTOCOL_ERROR,
                 f"unexpected reply during {step}: {exc.code} {exc.message}",
                 reply=f"{exc.code} {exc.message}",
+                polite=True,
             )
         return None
 
@@ -195,6 +200,7 @@ class _SmtpProbe(Probe):
                 raise self.stop(
                     Code.STARTTLS_UNSUPPORTED,
                     f"the server does not offer STARTTLS on port {self.port}",
+                    polite=True,
                 )
             return  # "starttls?" and "detect": stay in clear text; AUTH is guarded below
         self.state.step = "starttls"
@@ -206,10 +212,14 @@ class _SmtpProbe(Probe):
                 timeout=self.options.timeouts.greeting,
             )
         except aiosmtplib.SMTPResponseException as exc:
+            # Not a handshake: none began. The session is still clear text and sane.
+            reply = f"{exc.code} {exc.message}"
             raise self.stop(
-                Code.TLS_HANDSHAKE_FAILED,
-                f"the server refused STARTTLS: {exc.code} {exc.message}",
-                reply=f"{exc.code} {exc.message}",
+                Code.STARTTLS_UNSUPPORTED,
+                f"the server advertised STARTTLS on port {self.port}, then refused it: {reply}",
+                starttls_refused_hint(self.protocol, reply),
+                reply=reply,
+                polite=True,
             ) from None
         assert self.smtp.transport is not None
         self.record_tls("starttls", self.smtp.transport)
@@ -225,7 +235,9 @@ class _SmtpProbe(Probe):
             hint = None
             if not self.encrypted and self.smtp.supports_extension("starttls"):
                 hint = _AUTH_AFTER_STARTTLS_HINT
-            raise self.stop(Code.AUTH_UNSUPPORTED, "the server offers no AUTH mechanism", hint)
+            raise self.stop(
+                Code.AUTH_UNSUPPORTED, "the server offers no AUTH mechanism", hint, polite=True
+            )
         if self.token is not None and "XOAUTH2" in offered:
             return "XOAUTH2"
         if self.password.reveal():
@@ -240,6 +252,7 @@ class _SmtpProbe(Probe):
             "(it logs in with PLAIN or LOGIN, or XOAUTH2 with a token): ask the provider "
             "to enable PLAIN/LOGIN over TLS, or give the account an OAuth token if it "
             "offers XOAUTH2.",
+            polite=True,
         )
 
     async def authenticate(self, mechanism: str) -> None:
@@ -268,19 +281,6 @@ class _SmtpProbe(Probe):
             raise self.oauth_refused(f"{response.code} {response.message}")
         if response.code != 235:
             raise self.refused(f"{response.code} {response.message}", status=response.code)
-
-    async def goodbye(self) -> None:
-        if self.smtp is None:
-            return
-        transport = self.smtp.transport
-        try:
-            await self.farewell("quit", self.smtp.quit())
-        finally:
-            # aiosmtplib closes gracefully after the 221, which over TLS starts a
-            # close_notify exchange that can outlive the event loop and leave the
-            # socket to the garbage collector. QUIT has had its answer: close hard.
-            if isinstance(transport, asyncio.WriteTransport):
-                transport.abort()
 
 
 def _greeting_line(text: object) -> str | None:

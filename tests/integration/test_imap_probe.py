@@ -167,6 +167,40 @@ async def test_dovecot_wrong_password(stack: Stack, caplog: pytest.LogCaptureFix
     assert "LOGIN" in caplog.text  # the log was on: it shows the command, masked
 
 
+@pytest.mark.parametrize("key", ["ssl", "starttls"])
+async def test_dovecot_wrong_password_ends_with_logout(stack: Stack, key: str) -> None:
+    """After a refused login the session ends with LOGOUT: Dovecot logs "Aborted login
+    by logging out", not a closed connection."""
+    address, port, ca = dovecot(stack, key)
+    log = stack.workdir / "logs" / "dovecot.log"
+    if not log.exists():
+        pytest.skip("no Dovecot log on this target")
+    seen = log.stat().st_size
+    security = "ssl" if key == "ssl" else "starttls"
+    result = await probe(address, address, port, ca_file=ca, imap_security=security)
+    assert result.code is Code.AUTH_FAILED, result
+    new = await dovecot_log_after(log, seen, "auth failed, 1 attempts")
+    ours = [line for line in new if "auth failed, 1 attempts" in line]
+    assert "Aborted login by logging out" in ours[0], ours
+
+
+async def test_dovecot_good_login_ends_with_logout(stack: Stack) -> None:
+    """A good session ends with LOGOUT (Dovecot: "Logged out"), though its answer is
+    not waited for."""
+    address, port, ca = dovecot(stack, "ssl")
+    user, password = stack.credentials()
+    log = stack.workdir / "logs" / "dovecot.log"
+    if not log.exists():
+        pytest.skip("no Dovecot log on this target")
+    seen = log.stat().st_size
+    result = await probe(address, address, port, user=user, password=password, ca_file=ca)
+    assert result.status is Status.PASS, result
+    new = await dovecot_log_after(log, seen, f"imap({user})")
+    ours = [line for line in new if f"imap({user})" in line and "Disconnected" in line]
+    assert ours, new
+    assert "Logged out" in ours[0], new
+
+
 async def test_dovecot_untrusted_without_ca_file(stack: Stack) -> None:
     """Without --ca-file the test CA is unknown: tls_untrusted."""
     address, port, _ = dovecot(stack, "ssl")
@@ -255,9 +289,9 @@ async def test_dovecot_plaintext_refused_without_flag(stack: Stack) -> None:
     assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
     assert result.details["security"] == "plain"
     assert result.details["auth_mechanism"] is None  # nothing was attempted
-    # Dovecot's own account: a clear-text session to this address ended without any
-    # login attempt, and no login of any kind was logged meanwhile.
-    new = await dovecot_log_after(log, seen, "Connection closed (no auth attempts")
+    # Dovecot's own account: a clear-text session to this address ended, politely (a
+    # LOGOUT), without any login attempt, and no login of any kind was logged meanwhile.
+    new = await dovecot_log_after(log, seen, "Aborted login by logging out (no auth attempts")
     ours = [line for line in new if f"lip={address}," in line and "TLS" not in line]
     assert ours, new
     assert not [line for line in new if "method=" in line or "Login:" in line], new
@@ -498,12 +532,36 @@ async def test_stub_good_login_logs_no_secret(
     assert result.details["inbox_messages"] == 3
     assert_no_secret(caplog.text)
     assert "aioimaplib" in caplog.text  # its debug log was captured, so the check means something
+    # The LOGOUT is sent without waiting for its answer: the stub reads it after the report.
+    await asyncio.wait_for(stub.ended.wait(), 5)
     assert [line.split(" ", 1)[1] for line in stub.lines] == [
         "CAPABILITY",
         'LOGIN "alice@preflight.test" "CANARY-imap-7q\\"x\\\\z"',
         "EXAMINE INBOX",
         "LOGOUT",
     ]
+
+
+async def test_refused_login_ends_with_logout(start_stub: StartStub, stub_ca_file: str) -> None:
+    """After a refused login the probe says LOGOUT without waiting for its answer."""
+    stub, port = await start_stub(login_reply="NO [AUTHENTICATIONFAILED] Authentication failed.")
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.AUTH_FAILED, result
+    await asyncio.wait_for(stub.ended.wait(), 5)
+    assert [line.split(" ", 2)[1] for line in stub.lines] == ["CAPABILITY", "LOGIN", "LOGOUT"]
+
+
+async def test_missing_mailbox_ends_with_logout(start_stub: StartStub, stub_ca_file: str) -> None:
+    """INBOX refused after a good login: LOGOUT, not a dropped connection."""
+    stub, port = await start_stub(examine_reply="NO Mailbox does not exist")
+    result = await probe(
+        "imap.stub.test", "127.0.0.1", port, ca_file=stub_ca_file, imap_security="ssl"
+    )
+    assert result.code is Code.PROTOCOL_ERROR, result
+    await asyncio.wait_for(stub.ended.wait(), 5)
+    assert stub.lines[-1].split(" ", 1)[1] == "LOGOUT"
 
 
 async def test_user_name_is_quoted(start_stub: StartStub, stub_ca_file: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import warnings
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from fixtures.certs import WRONG_HOST, CertFiles, CertSet, make_certs
+from fixtures.hostile import INTERNAL_ERROR_ALERT, TlsTrouble
 from preflight._resolver import HostLookup
 from preflight._tls import make_context
 from preflight.checks.imap import probe_imap
@@ -295,3 +297,51 @@ async def test_certificate_second_look_is_bounded(certs: CertSet) -> None:
     assert "certificate" not in smtp.details
     assert "shared hosting" in (smtp.hint or "")
     assert took < 4.0
+
+
+#: Failed handshakes that are no certificate's fault, from fixtures.hostile.TlsTrouble.
+TROUBLE = ["internal_error", "tls10_only", "starttls_refused"]
+
+
+@pytest.mark.parametrize("trouble", TROUBLE)
+async def test_handshake_trouble_is_reported_alike(certs: CertSet, trouble: str) -> None:
+    """An alert, a TLS 1.0-only server, a refused STARTTLS: the same code, message
+    (ports aside) and hint (protocol words aside) for SMTP and IMAP."""
+    settings: dict[str, Any] = {"starttls": True}
+    if trouble == "internal_error":
+        settings["alert"] = INTERNAL_ERROR_ALERT
+    elif trouble == "tls10_only":
+        context = server_context(certs.server)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.set_ciphers("ALL:@SECLEVEL=0")
+            context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1
+        settings["context"] = context
+    replies = {"smtp": b"454 4.7.0 TLS not available due to temporary reason", "imap": b"NO no"}
+    options = CheckOptions(
+        ca_file=str(certs.ca_file), smtp_security="starttls", imap_security="starttls"
+    )
+    async with (
+        TlsTrouble(
+            "smtp",
+            **settings,
+            starttls_reply=replies["smtp"] if trouble == "starttls_refused" else None,
+        ) as smtp_server,
+        TlsTrouble(
+            "imap",
+            **settings,
+            starttls_reply=replies["imap"] if trouble == "starttls_refused" else None,
+        ) as imap_server,
+    ):
+        smtp, imap = await both(account(smtp_server.port, imap_server.port), options)
+    assert smtp.code is imap.code, (smtp, imap)
+    for key in ("tls_alert", "tls_versions_offered", "server_tls_version", "step"):
+        assert smtp.details.get(key) == imap.details.get(key), key
+    if trouble == "starttls_refused":
+        # The replies differ by protocol; the hints by their reading of them (454 is
+        # temporary by RFC 3207, an IMAP NO says nothing of the kind).
+        assert smtp.code is Code.STARTTLS_UNSUPPORTED
+        return
+    assert smtp.code is Code.TLS_HANDSHAKE_FAILED
+    assert smtp.message == imap.message
+    assert same_words(smtp.hint, "smtp") == same_words(imap.hint, "imap")

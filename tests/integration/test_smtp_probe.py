@@ -114,6 +114,55 @@ async def test_postfix_wrong_password(stack: Stack) -> None:
     assert result.hint
 
 
+async def postfix_disconnect(stack: Stack, offset: int) -> tuple[str, str]:
+    """Postfix's ``disconnect from ...`` line logged after byte ``offset`` of its log,
+    and all it logged meanwhile (Postfix logs after the session, asynchronously)."""
+    log = stack.workdir / "logs" / "postfix.log"
+    for _ in range(250):
+        with log.open("rb") as file:
+            file.seek(offset)
+            text = file.read().decode("utf-8", "replace")
+        lines = [line for line in text.splitlines() if "disconnect from" in line]
+        if lines:
+            return lines[-1], text
+        await asyncio.sleep(0.02)
+    raise AssertionError("Postfix logged no disconnect")
+
+
+def postfix_log_size(stack: Stack) -> int:
+    log = stack.workdir / "logs" / "postfix.log"
+    if not log.exists():
+        pytest.skip("no Postfix log on this target")
+    return log.stat().st_size
+
+
+@pytest.mark.parametrize("key", ["starttls", "ssl"])
+async def test_postfix_wrong_password_ends_with_quit(stack: Stack, key: str) -> None:
+    """After a refused login the session ends with QUIT (Postfix logs quit=1), not a
+    lost connection, on STARTTLS and implicit TLS alike."""
+    address, port, ca = postfix(stack, key)
+    offset = postfix_log_size(stack)
+    result = await probe(stack.mail_host, address, port, ca_file=ca)
+    assert result.code is Code.AUTH_FAILED, result
+    line, logged = await postfix_disconnect(stack, offset)
+    assert "auth=0/1" in line, line
+    assert "quit=1" in line, line
+    assert "lost connection" not in logged, logged
+
+
+async def test_postfix_good_login_ends_with_quit(stack: Stack) -> None:
+    """A good login ends with QUIT too, though its answer is not waited for."""
+    address, port, ca = postfix(stack, "ssl")
+    user, password = stack.credentials()
+    offset = postfix_log_size(stack)
+    result = await probe(stack.mail_host, address, port, user=user, password=password, ca_file=ca)
+    assert result.status is Status.PASS, result
+    line, logged = await postfix_disconnect(stack, offset)
+    assert "auth=1" in line, line
+    assert "quit=1" in line, line
+    assert "lost connection" not in logged, logged
+
+
 async def test_postfix_untrusted_without_ca_file(stack: Stack) -> None:
     """Without --ca-file the test CA is unknown: tls_untrusted."""
     address, port, _ = postfix(stack, "ssl")
@@ -506,6 +555,26 @@ async def test_provider_reply_families(
     assert hint_word.lower() in (result.hint or "").lower()
     assert reply[-1].split(" ", 1)[1][:20] in result.details["reply"]
     assert len(auth_commands(stub)) == 1  # one attempt, never several
+
+
+async def test_refused_login_ends_with_quit(start_stub: StartStub, stub_ca_file: str) -> None:
+    """After a refused login the probe says QUIT (over TLS, then closes) without
+    waiting for the 221: the stub reads it after the report."""
+    stub, port = await start_stub(auth_reply=["535 5.7.8 Authentication credentials invalid"])
+    result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
+    assert result.code is Code.AUTH_FAILED, result
+    await asyncio.wait(stub.sessions, timeout=5)
+    assert stub.commands[-1] == "QUIT", stub.commands
+    assert len(auth_commands(stub)) == 1
+
+
+async def test_no_auth_offered_ends_with_quit(start_stub: StartStub, stub_ca_file: str) -> None:
+    """A stop before any login (no AUTH offered) ends with QUIT too."""
+    stub, port = await start_stub(auth="")
+    result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
+    assert result.code is Code.AUTH_UNSUPPORTED, result
+    await asyncio.wait(stub.sessions, timeout=5)
+    assert [c.split()[0] for c in stub.commands] == ["EHLO", "QUIT"]
 
 
 async def test_login_mechanism_when_plain_missing(start_stub: StartStub, stub_ca_file: str) -> None:
