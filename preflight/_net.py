@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeVar
 
-from preflight import _text
+from preflight import _early, _text
 from preflight._tls import permissive_context
 from preflight.options import Security
 from preflight.report import CheckResult, Code, Status
@@ -143,6 +143,13 @@ async def open_socket(addresses: tuple[str, ...], port: int, timeout: float) -> 
     timed_out: list[str] = []
     other: list[str] = []
     for address in addresses:
+        try:
+            # A cold start's connection, opened while the libraries loaded (_early).
+            early = await asyncio.wait_for(_early.take(address, port), timeout)
+        except (TimeoutError, OSError):
+            early = None  # connected again below: the same outcome, reported the same way
+        if early is not None:
+            return early
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)

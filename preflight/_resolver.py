@@ -174,6 +174,11 @@ async def resolve_host(
 
 
 async def _resolve_system(host: str) -> tuple[str, ...]:
+    from preflight import _early
+
+    early = _early.lookup(host)  # a cold start's look-up, begun before the imports
+    if early is not None:
+        return await asyncio.wrap_future(early)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)

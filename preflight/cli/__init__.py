@@ -10,6 +10,7 @@ prints.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -415,10 +416,7 @@ def _run_check(
     options: Any,
     flags: dict[str, Any],
 ) -> None:
-    import asyncio
-
     from preflight.reader import InputError, open_accounts, read_accounts
-    from preflight.runner import check_many
 
     output_format = flags["output_format"]
     with _output(flags) as out:
@@ -427,6 +425,8 @@ def _run_check(
 
         async def run(items: Any) -> None:
             nonlocal failed
+            from preflight.runner import check_many
+
             async for report in check_many(
                 items,
                 options,
@@ -440,15 +440,17 @@ def _run_check(
 
         try:
             if accounts is None:
-                asyncio.run(run(payloads))
+                _asyncio_run(run(_early_start(iter(payloads or ()), options)))
             else:
                 with open_accounts(accounts) as stream:
                     source = "<stdin>" if accounts == "-" else accounts
-                    items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                    items: Iterator[Any] = read_accounts(
+                        stream, source=source, fmt=flags["input_format"]
+                    )
                     if flags.get("shard"):
                         k, n = flags["shard"]
                         items = (item for item in items if item.index % n == k - 1)
-                    asyncio.run(run(items))
+                    _asyncio_run(run(_early_start(items, options)))
         except InputError as exc:
             _abandon(writer, progress)
             raise InputProblem(str(exc)) from None
@@ -461,6 +463,34 @@ def _run_check(
             raise
         _finish(writer, progress)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+def _asyncio_run(main: Any) -> None:
+    import asyncio
+
+    asyncio.run(main)
+
+
+def _early_start(items: Iterator[Any], options: Any) -> Iterator[Any]:
+    """The accounts, after starting the first one's address look-ups and connections
+    (preflight._early) when it is valid: the network is then under way while asyncio,
+    TLS and the protocol libraries load. Not with --dns-for-hosts (the probes then
+    resolve through the DNS server)."""
+    first = next(items, None)
+    if first is None:
+        return items
+    if not (options.dns_server and options.resolve_hosts_with_dns_server):
+        from preflight import _early
+        from preflight.payload import parse_account
+
+        data = first.data if hasattr(first, "data") else first
+        account = parse_account(data).account
+        if account is not None:
+            connect = options.timeouts.connect
+            _early.start(account.smtp_host, account.smtp_port, connect)
+            if options.check_imap:
+                _early.start(account.imap_host, account.imap_port, connect)
+    return itertools.chain((first,), items)
 
 
 def _emit(writer: Writer, progress: Any, item: Any) -> None:
