@@ -142,3 +142,17 @@ async def test_imap4d_capabilities_are_only_the_capabilities(foreign: Foreign) -
     server = foreign.get("imap4d")
     result = await run_case(server, case_named("plain_login_offered"))
     assert "Completed" not in result.details["capabilities"], result.details["capabilities"]
+
+
+# --- Cyrus: a user who can log in but has no mailbox -------------------------------
+
+
+async def test_cyrus_user_without_mailbox(foreign: Foreign) -> None:
+    """Cyrus answers EXAMINE INBOX with NO Mailbox does not exist: the login is fine,
+    the mailbox is missing, and the hint says so (not "re-type the password")."""
+    server = foreign.get("cyrus")
+    result = await run_case(server, case_named("no_mailbox"))
+    assert result.code is Code.PROTOCOL_ERROR, result
+    assert result.details["reply"] == "NO Mailbox does not exist"
+    assert "the mailbox does not exist" in result.message
+    assert "re-type" not in (result.hint or "")
