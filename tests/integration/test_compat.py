@@ -1,15 +1,16 @@
 """The compatibility matrix (issue 11): the core cases against real foreign servers.
 
-Exim and GNU imap4d run from their Debian packages, unpacked into ``.cache/foreign``
-(``fixtures/foreign``), each on loopback addresses of its own. For every server and
-case, preflight must give the code that is true there, and a hint that is true for
-that server (no "re-type the password" for a right one, no STARTTLS advice where
-there is none, no ``--allow-plaintext-auth`` where it cannot help). ``bench/compat``
-prints the same matrix as a table.
+Exim, GNU imap4d, Cyrus IMAP and Courier-IMAP run from their Debian packages,
+unpacked into ``.cache/foreign`` (``fixtures/foreign``), each on loopback addresses
+of its own. For every server and case, preflight must give the code that is true
+there, and a hint that is true for that server (no "re-type the password" for a
+right one, no STARTTLS advice where there is none, no ``--allow-plaintext-auth``
+where it cannot help). ``bench/compat`` prints the same matrix as a table.
 
 Then the replies issue 11 quotes, from the real servers: Exim's ``435 Unable to
 authenticate at present``, imap4d's ``STARTTLS XTLSREQUIRED`` and ``NO LOGIN Command
-disabled``.
+disabled``, Courier's ``* BYE`` during LOGIN, Cyrus's ``NO Mailbox does not exist``.
+Where preflight is wrong today, the test is a strict xfail that names the fault.
 """
 
 from __future__ import annotations
@@ -110,6 +111,15 @@ async def test_exim_offers_auth_only_after_starttls(foreign: Foreign) -> None:
     result = await run_case(server, case_named("plain_login_refused"))
     assert result.code is Code.AUTH_PLAINTEXT_REFUSED, result
     assert result.details["auth_offered"] == []
+
+
+async def test_exim_broken_tls_is_no_mode_mismatch(foreign: Foreign) -> None:
+    """Exim without its certificate offers STARTTLS and answers it 454 TLS currently
+    unavailable: a TLS failure on the server, not a mix-up of ports."""
+    server = foreign.get("exim")
+    result = await run_case(server, case_named("starttls_broken"))
+    assert result.code is Code.TLS_HANDSHAKE_FAILED, result
+    assert result.details["reply"] == "454 TLS currently unavailable"
 
 
 # --- GNU imap4d: XTLSREQUIRED and "Command disabled" ------------------------------
