@@ -126,6 +126,14 @@ _RULES: Final = (
         SERVER_UNAVAILABLE_HINT,
     ),
     _rule(r"try again later|temporarily", Code.AUTH_THROTTLED, _THROTTLED),
+    # Courier-IMAP answers LOGIN with this * BYE alone when the password was right but
+    # the user's Maildir is missing (imapd runs only after authentication).
+    _rule(
+        r"\[ALERT\] Fatal error: No such file or directory",
+        Code.PROTOCOL_ERROR,
+        "The login works, but the mailbox does not exist on the server: the mail "
+        "administrator must create it, or enable IMAP access for it; see details.reply.",
+    ),
     _rule(
         r"must issue a STARTTLS|encryption required|\[PRIVACYREQUIRED\]|LOGINDISABLED"
         r"|XTLSREQUIRED",
