@@ -550,7 +550,13 @@ async def _skipped_imap() -> CheckResult:
 
 #: Failures after which other ports or servers may answer: the hint names them.
 _SUGGEST_FOR = frozenset(
-    {Code.CONNECT_TIMEOUT, Code.CONNECT_REFUSED, Code.TLS_MODE_MISMATCH, Code.GREETING_TIMEOUT}
+    {
+        Code.CONNECT_TIMEOUT,
+        Code.CONNECT_REFUSED,
+        Code.TLS_MODE_MISMATCH,
+        Code.GREETING_TIMEOUT,
+        Code.STARTTLS_UNSUPPORTED,
+    }
 )
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from preflight.report import Code
 
-__all__ = ["handshake_failure_text", "hint_for", "starttls_refused_hint"]
+__all__ = ["handshake_failure_text", "hint_for", "starttls_broken_hint", "starttls_refused_hint"]
 
 
 def hint_for(
@@ -79,7 +79,8 @@ def hint_for(
     if code is Code.STARTTLS_UNSUPPORTED:
         return (
             f"{host}:{port} does not offer STARTTLS, so the login would be in clear text: use "
-            f"the provider's TLS port ({'465' if protocol == 'smtp' else '993'})."
+            f"implicit TLS ({'465' if protocol == 'smtp' else '993'}) if the provider offers "
+            "it; a server without TLS cannot be used safely."
         )
     if code is Code.TLS_UNTRUSTED:
         return (
@@ -265,4 +266,14 @@ def starttls_refused_hint(protocol: str, reply: str) -> str:
         "The server offers STARTTLS but refused to start it (see details.reply): its TLS is "
         f"not set up or not working. Use implicit TLS on {tls_port} if the provider offers "
         "it; otherwise tell the provider."
+    )
+
+
+def starttls_broken_hint(protocol: str) -> str:
+    """The hint for a server that accepted STARTTLS, then did not start TLS."""
+    tls_port = "465" if protocol == "smtp" else "993"
+    return (
+        "The server's STARTTLS is broken on its side (it agreed, then could not start TLS): "
+        f"use implicit TLS on {tls_port} if the provider offers it; otherwise tell the "
+        "provider."
     )

@@ -198,8 +198,13 @@ def capabilities_of(reply: Reply) -> list[str]:
     """The capabilities a reply lists, in its untagged lines or its tagged text's
     ``[CAPABILITY ...]`` code; in order, once each."""
     found: dict[str, None] = {}
-    for line in (*reply.untagged, reply.text):
+    for line in reply.untagged:
         found.update(dict.fromkeys(capabilities_in(line) or ()))
+    # In the tagged text only a response code counts: "a OK CAPABILITY Completed"
+    # (GNU imap4d) names the command, not a capability.
+    code = _CAPABILITY_CODE.search(reply.text)
+    if code is not None:
+        found.update(dict.fromkeys(code[1].split()))
     return list(found)
 
 

@@ -44,7 +44,7 @@ from preflight._tls import (
     handshake_failure,
     offered_versions,
 )
-from preflight.checks._hints import handshake_failure_text, hint_for
+from preflight.checks._hints import handshake_failure_text, hint_for, starttls_broken_hint
 from preflight.checks._replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
 from preflight.options import CheckOptions, Security
 from preflight.payload import Account
@@ -192,6 +192,16 @@ class Probe:
         tls_error = find_cause(exc, ssl.SSLError)
         if tls_error is not None:
             code, message = classify_tls_error(tls_error)
+            if code is Code.TLS_MODE_MISMATCH and step == "starttls":
+                # STARTTLS was accepted, then clear text came instead of TLS (Courier-IMAP
+                # whose couriertls fails: "NO STARTTLS failed: 500 Error starting
+                # couriertls."): the port and mode are right, the server's TLS is not.
+                return self.stop(
+                    Code.STARTTLS_UNSUPPORTED,
+                    f"the server accepted STARTTLS on port {self.port}, then answered in "
+                    "clear text instead of starting TLS",
+                    starttls_broken_hint(self.protocol),
+                )
             if code is Code.TLS_HANDSHAKE_FAILED:
                 return self.stop(code, *self._handshake_failure_text(tls_error))
             return self.stop(code, message)

@@ -186,6 +186,16 @@ class _ImapProbe(Probe):
         """The server ended the session with ``* BYE``: its words say why."""
         reply = f"BYE {bye}"
         step = self.state.step
+        if step == "login" and _NO_MAILBOX.search(reply):
+            # Courier-IMAP: "* BYE [ALERT] Fatal error: No such file or directory" once
+            # the password was checked and the mailbox could not be opened.
+            return self.stop(
+                Code.PROTOCOL_ERROR,
+                f"the mailbox does not exist on the server (it ended the session during "
+                f"login): {reply}",
+                _NO_MAILBOX_HINT,
+                reply=reply,
+            )
         if step == "login":
             return self.refused(reply, polite=False)
         if step == "examine":

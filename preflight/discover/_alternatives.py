@@ -17,7 +17,7 @@ _FAILED: Final[Mapping[str, str]] = {
     "greeting_timeout": "{port} never greeted",
     "tls_mode_mismatch": "{port} speaks another security mode",
     "tls_handshake_failed": "TLS on {port} failed",
-    "starttls_unsupported": "{port} offers no STARTTLS",
+    "starttls_unsupported": "{port} has no working STARTTLS",
 }
 
 
@@ -96,6 +96,8 @@ async def suggest_alternatives(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    if code == "starttls_unsupported":  # a way to TLS is what is missing
+        answered = [c for c in answered if c.security != "plain"]
     if not answered:
         return None
     best = answered[0]  # the best, the first tried among equals (see _answers)

@@ -63,13 +63,8 @@ def foreign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Foreign]:
 #: Where preflight is wrong today, found by these servers (reported in issue 11; the
 #: fix belongs in preflight/checks/imap.py). Strict: a fix turns them into failures
 #: until the mark is removed.
-KNOWN_WRONG = {
-    ("courier", "starttls_broken"): (
-        "Courier answers STARTTLS 'OK Begin SSL/TLS negotiation now.' then, in clear text, "
-        "'NO STARTTLS failed: 500 Error starting couriertls.': preflight says "
-        "tls_mode_mismatch, 'Port 143 speaks implicit TLS (SSL) from the first byte'"
-    ),
-}
+#: (server, case) pairs where preflight is wrong today: strict xfails, with the fault.
+KNOWN_WRONG: dict[tuple[str, str], str] = {}
 
 
 def _matrix_params() -> list[object]:
@@ -118,8 +113,9 @@ async def test_exim_broken_tls_is_no_mode_mismatch(foreign: Foreign) -> None:
     unavailable: a TLS failure on the server, not a mix-up of ports."""
     server = foreign.get("exim")
     result = await run_case(server, case_named("starttls_broken"))
-    assert result.code is Code.TLS_HANDSHAKE_FAILED, result
+    assert result.code is Code.STARTTLS_UNSUPPORTED, result
     assert result.details["reply"] == "454 TLS currently unavailable"
+    assert "temporary reason" in (result.hint or "")
 
 
 # --- GNU imap4d: XTLSREQUIRED and "Command disabled" ------------------------------
@@ -167,10 +163,6 @@ async def test_imap4d_tls_required_is_as_issue_11_quotes(foreign: Foreign) -> No
         assert "--allow-plaintext-auth" not in (result.hint or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: the tagged 'OK CAPABILITY Completed' is read as a CAPABILITY line",
-)
 async def test_imap4d_capabilities_are_only_the_capabilities(foreign: Foreign) -> None:
     """imap4d ends CAPABILITY with 'a OK CAPABILITY Completed': 'Completed' is no capability."""
     server = foreign.get("imap4d")
@@ -245,11 +237,6 @@ async def test_courier_user_without_maildir(foreign: Foreign) -> None:
     assert "re-type" not in hint
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: a * BYE during LOGIN is reported as 'the server refused the login' even "
-    "when it says the mailbox is missing (the fix belongs in preflight/checks/imap.py)",
-)
 async def test_courier_user_without_maildir_message(foreign: Foreign) -> None:
     """The message says the mailbox is missing, not that the login was refused."""
     server = foreign.get("courier")

@@ -19,6 +19,7 @@ from preflight.checks._imap_client import (
     ProtocolViolation,
     Reply,
     capabilities_in,
+    capabilities_of,
     quote,
 )
 
@@ -177,3 +178,28 @@ async def test_nothing_is_read_after_a_violation() -> None:
         await answer(client, transport, b"* 1 FETCH {99999999}\r\n")
     client.data_received(b"* 2 FETCH {99999999}\r\n" + b"x" * 100)
     assert client.incomplete_line == b""
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        # GNU imap4d: the tagged text names the command, it lists no capability.
+        (
+            Reply("OK", "CAPABILITY Completed", ("CAPABILITY IMAP4rev1 STARTTLS",)),
+            ["IMAP4rev1", "STARTTLS"],
+        ),
+        # Dovecot: a response code in the tagged text does list them.
+        (
+            Reply("OK", "[CAPABILITY IMAP4rev1 AUTH=PLAIN] Logged in", ()),
+            ["IMAP4rev1", "AUTH=PLAIN"],
+        ),
+        (
+            Reply("OK", "Completed", ("CAPABILITY IMAP4rev1", "CAPABILITY IDLE IMAP4rev1")),
+            ["IMAP4rev1", "IDLE"],
+        ),
+    ],
+)
+def test_capabilities_of_reads_untagged_lines_and_tagged_codes_only(
+    reply: Reply, expected: list[str]
+) -> None:
+    assert capabilities_of(reply) == expected
