@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeVar
 
@@ -188,7 +188,7 @@ async def tls_answers(address: str, port: int, timeout: float) -> bool:
     Used when a clear-text greeting does not come: a port that completes a TLS
     handshake speaks implicit TLS, and the account has the wrong port or mode.
     """
-    return await _unverified_handshake(address, port, timeout) is not None
+    return await _unverified_handshake(address, port, timeout, read=lambda tls: True) is not None
 
 
 async def _unverified_handshake(
@@ -198,13 +198,20 @@ async def _unverified_handshake(
     protocol: str = "",
     starttls: bool = False,
     context: ssl.SSLContext | None = None,
-) -> ssl.SSLObject | None:
+    *,
+    read: Callable[[ssl.SSLObject], T],
+) -> T | None:
     """A TLS handshake with verification off on a fresh connection (after
     ``protocol``'s STARTTLS when ``starttls``), or None when it does not complete in
-    ``timeout``. ``context`` replaces the default one (verification off, the default
-    versions and ciphers). It runs over memory buffers on a socket this function owns, so that
-    cancelling it at any point closes the socket (asyncio's own TLS transports can leak
-    theirs when cancelled mid-handshake); the socket is closed before returning.
+    ``timeout``; else what ``read`` takes from the session. ``context``
+    replaces the default one (verification off, the default versions and ciphers).
+    The look ends politely, without waiting for the server: QUIT or LOGOUT when it
+    came through STARTTLS (the conversation had begun; after implicit TLS the server
+    has not greeted yet, and a command before its greeting is a protocol error), then
+    the TLS close_notify and our half of the connection closed. It runs over memory
+    buffers on a socket this function owns, so that cancelling it at any point closes
+    the socket (asyncio's own TLS transports can leak theirs when cancelled
+    mid-handshake); the socket is closed before returning.
     """
     if timeout <= 0:
         return None
@@ -223,7 +230,13 @@ async def _unverified_handshake(
             incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
             tls = context.wrap_bio(incoming, outgoing, server_side=False)
             await tls_handshake(sock, tls, incoming, outgoing)
-            return tls
+            taken = read(tls)
+            with contextlib.suppress(ssl.SSLError):
+                if starttls:
+                    tls.write(b"QUIT\r\n" if protocol == "smtp" else b"C2 LOGOUT\r\n")
+                tls.unwrap()  # queues the close_notify, then wants the server's: not awaited
+            _goodbye(sock, outgoing.read())
+            return taken
     except (OSError, TimeoutError):  # ssl.SSLError is an OSError
         return None
     finally:
@@ -519,8 +532,9 @@ async def presented_certificate(
     A failed verification leaves ssl no certificate to show, so a report that names
     what the certificate is for needs this second, short look.
     """
-    tls = await _unverified_handshake(address, port, timeout, protocol, starttls)
-    return tls.getpeercert(binary_form=True) if tls is not None else None
+    return await _unverified_handshake(
+        address, port, timeout, protocol, starttls, read=lambda tls: tls.getpeercert(True)
+    )
 
 
 async def server_tls(
@@ -534,13 +548,14 @@ async def server_tls(
     After a handshake failed for want of a common version or cipher, this says which
     side is behind: a server that speaks only TLS 1.0 answers "TLSv1".
     """
-    tls = await _unverified_handshake(
-        address, port, timeout, protocol, starttls, context=permissive_context()
+
+    def negotiated(tls: ssl.SSLObject) -> tuple[str, str | None] | None:
+        version, cipher = tls.version(), tls.cipher()
+        return (str(version), cipher[0] if cipher else None) if version else None
+
+    return await _unverified_handshake(
+        address, port, timeout, protocol, starttls, context=permissive_context(), read=negotiated
     )
-    if tls is None or tls.version() is None:
-        return None
-    cipher = tls.cipher()
-    return str(tls.version()), cipher[0] if cipher else None
 
 
 async def offers_starttls(address: str, port: int, protocol: str, timeout: float) -> bool | None:
@@ -564,16 +579,19 @@ async def offers_starttls(address: str, port: int, protocol: str, timeout: float
                 lines = [await _read_line(sock, buffer)]
                 while lines[-1][3:4] == b"-":
                     lines.append(await _read_line(sock, buffer))
+                _goodbye(sock, b"QUIT\r\n")
                 if not lines[0].startswith(b"250"):
                     return None
                 return any(line[4:].strip().upper() == b"STARTTLS" for line in lines)
             greeting = await _read_line(sock, buffer)
             if b"CAPABILITY" in greeting.upper():
+                _goodbye(sock, b"C2 LOGOUT\r\n")
                 return b"STARTTLS" in greeting.upper().replace(b"]", b" ").split()
             await loop.sock_sendall(sock, b"C1 CAPABILITY\r\n")
             lines = [await _read_line(sock, buffer)]
             while not lines[-1].startswith(b"C1 "):
                 lines.append(await _read_line(sock, buffer))
+            _goodbye(sock, b"C2 LOGOUT\r\n")
             if not lines[-1].upper().startswith(b"C1 OK"):
                 return None
             return any(
@@ -583,3 +601,12 @@ async def offers_starttls(address: str, port: int, protocol: str, timeout: float
         return None
     finally:
         sock.close()
+
+
+def _goodbye(sock: socket.socket, data: bytes) -> None:
+    """End a short look politely without waiting: ``data`` (QUIT, LOGOUT or a TLS
+    close_notify), then our half of the connection closed; the server's answer is not
+    read. Bytes that fit an empty send buffer, so a plain ``send`` takes them."""
+    with contextlib.suppress(OSError):
+        sock.send(data)
+        sock.shutdown(socket.SHUT_WR)

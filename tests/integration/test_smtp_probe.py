@@ -730,3 +730,43 @@ async def test_server_closing_after_greeting(start_stub: StartStub, stub_ca_file
     result = await probe("smtp.stub.test", "127.0.0.1", port, ca_file=stub_ca_file)
     assert result.code is Code.PROTOCOL_ERROR
     assert result.details["step"] == "ehlo"
+
+
+async def postfix_disconnects(stack: Stack, offset: int, count: int) -> list[str]:
+    """The first ``count`` ``disconnect from ...`` lines Postfix logs after ``offset``."""
+    log = stack.workdir / "logs" / "postfix.log"
+    lines: list[str] = []
+    for _ in range(250):
+        with log.open("rb") as file:
+            file.seek(offset)
+            text = file.read().decode("utf-8", "replace")
+        lines = [line for line in text.splitlines() if "disconnect from" in line]
+        if len(lines) >= count:
+            return lines
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"Postfix logged {len(lines)} disconnects, not {count}: {lines}")
+
+
+async def test_the_certificate_look_ends_with_quit(stack: Stack) -> None:
+    """A name mismatch on 587 fetches the presented certificate on a second, short
+    connection (STARTTLS, handshake): that look ends with QUIT too (quit=1)."""
+    address, port, ca = postfix(stack, "starttls")
+    offset = postfix_log_size(stack)
+    result = await probe("wrong-name.preflight.test", address, port, ca_file=ca)
+    assert result.code is Code.TLS_HOSTNAME_MISMATCH, result
+    assert result.details["certificate"]["san"]
+    lines = await postfix_disconnects(stack, offset, 2)
+    looks = [line for line in lines if "starttls=1" in line and "auth=" not in line]
+    assert any("quit=1" in line for line in looks), lines
+
+
+async def test_the_starttls_offer_look_ends_with_quit(stack: Stack) -> None:
+    """Implicit TLS spoken to 587 (a mode mismatch): the short clear-text look that
+    sees whether STARTTLS is offered ends with QUIT (ehlo=1 quit=1)."""
+    address, port, ca = postfix(stack, "starttls")
+    offset = postfix_log_size(stack)
+    result = await probe(stack.mail_host, address, port, ca_file=ca, smtp_security="ssl")
+    assert result.code is Code.TLS_MODE_MISMATCH, result
+    assert result.details["starttls_offered"] is True
+    lines = await postfix_disconnects(stack, offset, 2)
+    assert any("ehlo=1 quit=1" in line for line in lines), lines
