@@ -1,0 +1,400 @@
+"""`preflight audit` end to end: the local SmartLead stand-in holding accounts, the real
+mail servers of the test stack, a Microsoft-like server through the test DNS, real
+processes. No password the platform hands out may reach any output or file."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from dnslib import QTYPE, RR, A  # type: ignore[import-untyped]
+
+from fixtures.accounts import USERS, valid_payload
+from fixtures.certs import CertFiles
+from fixtures.dns_server import DnsServer, Zone, build_zone
+from fixtures.smartlead import RateLimit, SmartLeadServer
+from fixtures.smtpd import SmtpdServers, SmtpdSpec
+from fixtures.stack import Stack
+
+API_KEY = "sl-key-CANARY-audit-5v8w"
+CANARY = "CANARY-audit-pw-2k7j"
+MS_HOST = "smtp.office365.com"
+
+
+@pytest.fixture
+def smartlead() -> Iterator[SmartLeadServer]:
+    with SmartLeadServer(api_key=API_KEY, rate_limit=RateLimit(enabled=False)) as server:
+        yield server
+        assert server.errors == []
+
+
+def needs_postfix(stack: Stack) -> None:
+    if "postfix" in stack.unavailable:
+        pytest.skip(stack.unavailable["postfix"])
+
+
+def good(stack: Stack, n: int = 0, **changes: Any) -> dict[str, Any]:
+    """A good account on the stack; n makes its from_email unique (same mailbox)."""
+    local, domain = stack.credentials()[0].split("@")
+    numbered = {"from_name": f"Sender {n}", "from_email": f"{local}+a{n}@{domain}"}
+    return valid_payload(stack, **{**numbered, **changes})
+
+
+def secrets(stack: Stack) -> list[str]:
+    return [API_KEY, CANARY, *USERS.values()]
+
+
+def leaked(text: str, stack: Stack) -> list[str]:
+    return [s for s in secrets(stack) if s in text]
+
+
+def command(
+    stack: Stack, server: SmartLeadServer, *extra: str, dns: tuple[str, int] | None = None
+) -> list[str]:
+    host, port = dns or stack.dns
+    return [
+        sys.executable,
+        "-m",
+        "preflight",
+        "audit",
+        "--base-url",
+        server.base_url,
+        "--ca-file",
+        str(stack.ca_file),
+        "--dns-server",
+        f"{host}:{port}",
+        "--dns-for-hosts",
+        "--timeout",
+        "10",
+        "--rate-per-minute",
+        "100000",
+        "--burst",
+        "1000",
+        *extra,
+    ]
+
+
+def run(
+    stack: Stack,
+    server: SmartLeadServer,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    dns: tuple[str, int] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        command(stack, server, *extra, dns=dns),
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "NO_COLOR": "1", "SMARTLEAD_API_KEY": API_KEY, **(env or {})},
+        check=False,
+    )
+    assert leaked(done.stdout + done.stderr, stack) == [], "a secret was printed"
+    return done
+
+
+def reports(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    document = json.loads(done.stdout)
+    return {r["account"]: r for r in document["accounts"]}
+
+
+def codes(report: dict[str, Any]) -> dict[str, str]:
+    return {c["name"]: c["code"] for c in report["checks"]}
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    audit = next(c for c in report["checks"] if c["name"] == "audit")
+    return [p["code"] for p in audit["details"].get("problems", [])]
+
+
+@pytest.fixture
+def platform(stack: Stack, smartlead: SmartLeadServer) -> dict[str, dict[str, Any]]:
+    """A platform holding a good account, a broken one it still shows connected, a good
+    one it wrongly shows disconnected, and a broken one it rightly shows disconnected."""
+    needs_postfix(stack)
+    bodies = {
+        "good": good(stack, 0),
+        "broken": good(stack, 1, password=CANARY),
+        "wrongly_disconnected": good(stack, 2),
+        "rightly_disconnected": good(stack, 3, password=CANARY + "x"),
+    }
+    smartlead.add_account(bodies["good"], client_id=7)
+    smartlead.add_account(bodies["broken"])
+    smartlead.add_account(
+        bodies["wrongly_disconnected"],
+        smtp_ok=False,
+        imap_ok=False,
+        smtp_failure_error=f"535 Authentication failed for {USERS[stack.credentials()[0]]}",
+    )
+    smartlead.add_account(bodies["rightly_disconnected"], smtp_ok=False)
+    return bodies
+
+
+def test_audit_reports_platform_and_disagreement(
+    stack: Stack, smartlead: SmartLeadServer, platform: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Every account is checked as `check` does; each report carries the platform's view
+    and where it disagrees with preflight; no password reaches the output or the file."""
+    out = tmp_path / "audit.json"
+    done = run(stack, smartlead, "--format", "json", "--output", str(out))
+    assert done.returncode == 1, done.stderr
+    got = reports(subprocess.CompletedProcess([], 0, out.read_text(), ""))
+    assert set(got) == {body["from_email"] for body in platform.values()}
+
+    ok = got[platform["good"]["from_email"]]
+    assert ok["ok"] is True
+    assert [c["name"] for c in ok["checks"]] == ["payload", "mx", "smtp", "imap", "domain", "audit"]
+    assert codes(ok)["smtp"] == codes(ok)["imap"] == "ok"
+    assert ok["platform"]["id"] == 1
+    assert ok["platform"]["status"] == "connected"
+    assert ok["platform"]["client_id"] == 7
+    assert ok["platform"]["warmup_status"] == "ACTIVE"
+    assert ok["platform"]["warmup_reputation"] == "100%"
+    assert ok["platform"]["disagreement"] == []
+
+    broken = got[platform["broken"]["from_email"]]
+    assert broken["ok"] is False
+    assert codes(broken)["smtp"] == "auth_failed"
+    assert broken["platform"]["status"] == "connected"
+    assert [(d["protocol"], d["platform"]) for d in broken["platform"]["disagreement"]] == [
+        ("smtp", "connected"),
+        ("imap", "connected"),
+    ]
+    assert "it will disconnect" in broken["platform"]["disagreement"][0]["message"]
+
+    wrong = got[platform["wrongly_disconnected"]["from_email"]]
+    assert wrong["ok"] is True
+    assert wrong["platform"]["status"] == "disconnected"
+    # The platform's own error quoted the password: it is masked.
+    assert wrong["platform"]["smtp_failure_error"] == "535 Authentication failed for ********"
+    assert [d["platform"] for d in wrong["platform"]["disagreement"]] == ["failing", "failing"]
+    assert "a reconnect will fix it" in wrong["platform"]["disagreement"][0]["message"]
+    assert problems(wrong) == ["reconnect_needed", "reconnect_needed"]
+
+    agreed = got[platform["rightly_disconnected"]["from_email"]]
+    assert agreed["platform"]["status"] == "smtp_failing"
+    assert [d["protocol"] for d in agreed["platform"]["disagreement"]] == ["imap"]
+
+    # One listing call and one fetch per account; nothing saved.
+    paths = [(r.method, r.path.rstrip("/").rsplit("/", 1)[-1]) for r in smartlead.received]
+    assert paths == [("GET", "email-accounts"), *[("GET", str(i)) for i in range(1, 5)]]
+    assert not any(r.is_save for r in smartlead.received)
+    assert (out.stat().st_mode & 0o777) == 0o600
+    assert leaked(out.read_text(), stack) == []
+    assert done.stdout == ""
+
+
+def test_audit_text_summary(
+    stack: Stack, smartlead: SmartLeadServer, platform: dict[str, dict[str, Any]]
+) -> None:
+    """The text report says per account what the platform shows, where it is wrong, and
+    sums up by code and by platform status."""
+    done = run(stack, smartlead)
+    assert done.returncode == 1
+    text = done.stdout
+    assert "platform  connected (id 1; warmup ACTIVE, 100%)" in text
+    assert "! SmartLead shows SMTP disconnected (535 Authentication failed for ********)" in text
+    assert "! SmartLead shows SMTP connected, but the login fails now (auth_failed)" in text
+    assert "4 accounts: 2 passed" in text
+    assert "on the platform: 2 connected, 1 disconnected, 1 smtp_failing" in text
+    assert "preflight disagrees with the platform: 2 a reconnect will fix, 3 will disconnect" in (
+        text
+    )
+    assert "reconnect_needed" in text
+
+
+def test_filters_reach_the_listing(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """--esp, --client-id, --username and --failing become the listing's filters; only the
+    matching accounts are fetched and checked."""
+    smartlead.add_account(good(stack, 0, type="OUTLOOK", smtp_port=70000), client_id=3)
+    smartlead.add_account(good(stack, 1, type="OUTLOOK", smtp_port=70000), client_id=3)
+    smartlead.add_account(good(stack, 2, smtp_port=70000), client_id=3)
+    smartlead.add_account(good(stack, 3, type="OUTLOOK", smtp_port=70000), smtp_ok=False)
+    smartlead.add_account(
+        good(stack, 4, type="OUTLOOK", smtp_port=70000), client_id=3, smtp_ok=False
+    )
+    done = run(
+        stack,
+        smartlead,
+        *("--esp", "outlook", "--client-id", "3", "--username", "ALICE@"),
+        *("--failing", "--format", "jsonl"),
+    )
+    listing = smartlead.received[0]
+    assert {k: v for k, v in listing.query.items() if k != "api_key"} == {
+        "esp": ["OUTLOOK"],
+        "client_id": ["3"],
+        "username": ["ALICE@"],
+        "isSmtpSuccess": ["false"],
+        "offset": ["0"],
+        "limit": ["100"],
+    }
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["account"] for r in lines] == [good(stack, 4)["from_email"]]
+    assert codes(lines[0])["payload"] == "payload_invalid"  # checked: the port is wrong
+    assert [r.path.rstrip("/").rsplit("/", 1)[-1] for r in smartlead.received[1:]] == ["5"]
+
+
+def test_pagination_past_100(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """230 accounts: three listing pages of at most 100, every account audited once, in order."""
+    for n in range(230):
+        # An invalid port: the payload check fails and nothing is contacted (fast).
+        smartlead.add_account(good(stack, n, smtp_port=0))
+    done = run(stack, smartlead, "--format", "json")
+    assert done.returncode == 1
+    document = json.loads(done.stdout)
+    assert [r["platform"]["id"] for r in document["accounts"]] == list(range(1, 231))
+    assert [r["index"] for r in document["accounts"]] == list(range(230))
+    pages = [
+        (r.query["offset"], r.query["limit"])
+        for r in smartlead.received
+        if r.path.rstrip("/").endswith("email-accounts")
+    ]
+    assert pages == [(["0"], ["100"]), (["100"], ["100"]), (["200"], ["100"])]
+    fetched = [r for r in smartlead.received if not r.path.rstrip("/").endswith("email-accounts")]
+    assert len(fetched) == 230
+
+
+def test_401_at_start(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """A refused key: one clear line, exit 2, nothing checked, nothing on stdout."""
+    smartlead.add_account(good(stack, 0))
+    done = run(stack, smartlead, env={"SMARTLEAD_API_KEY": "wrong-CANARY-key"})
+    assert done.returncode == 2
+    assert "refused the API key (401)" in done.stderr
+    assert "Nothing was checked" in done.stderr
+    assert "wrong-CANARY-key" not in done.stdout + done.stderr
+    assert done.stdout == ""
+    assert len(smartlead.received) == 1
+
+
+def test_5xx_in_the_middle_goes_on(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """An account SmartLead fails to return (500) is reported as not checked; the others
+    are checked; exit 1."""
+    needs_postfix(stack)
+    for n in range(3):
+        smartlead.add_account(good(stack, n))
+    smartlead.faults.update(fetch_error={2})
+    done = run(stack, smartlead, "--format", "json")
+    assert done.returncode == 1
+    got = json.loads(done.stdout)["accounts"]
+    assert [r["ok"] for r in got] == [True, False, True]
+    middle = got[1]
+    assert middle["account"] == good(stack, 1)["from_email"]
+    assert middle["checks"][0]["name"] == "fetch"
+    assert middle["checks"][0]["code"] == "fetch_failed"
+    assert "HTTP 500" in middle["checks"][0]["message"]
+    assert {c["status"] for c in middle["checks"][1:]} == {"skip"}
+    assert middle["platform"]["id"] == 2
+    csv_done = run(stack, smartlead, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(csv_done.stdout)))
+    assert [r["verdict"] for r in rows] == ["pass", "not checked", "pass"]
+
+
+def test_429_is_waited_out(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """A 429 on the listing or a fetch is waited out (Retry-After), and said on stderr."""
+    smartlead.add_account(good(stack, 0, smtp_port=0))
+    smartlead.faults.update(scope="all", force_429=2, retry_after=1)
+    done = run(stack, smartlead, "--format", "jsonl")
+    assert done.returncode == 1
+    assert "SmartLead asks to wait 1 s (Retry-After)" in done.stderr
+    assert [r.status for r in smartlead.received] == [429, 429, 200, 200]
+    assert len(done.stdout.splitlines()) == 1
+
+
+def test_rate_limit_is_kept(stack: Stack) -> None:
+    """Within --burst, a platform limiting to 3 calls a second never answers 429."""
+    with SmartLeadServer(api_key=API_KEY, rate_limit=RateLimit(per_second=3)) as server:
+        for n in range(7):
+            server.add_account(good(stack, n, smtp_port=0))
+        cmd = command(stack, server, "--format", "jsonl")
+        cmd[cmd.index("--burst") + 1] = "3"
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "SMARTLEAD_API_KEY": API_KEY},
+            check=False,
+        )
+        statuses = [r.status for r in server.received]
+    assert done.returncode == 1, done.stderr
+    assert statuses == [200] * 8
+    assert len(done.stdout.splitlines()) == 7
+
+
+# --- a Microsoft-like server ----------------------------------------------------
+
+
+def _write_cert(directory: Path, name: str, cert: trustme.LeafCert) -> CertFiles:
+    files = CertFiles(cert=directory / f"{name}.pem", key=directory / f"{name}.key")
+    files.cert.write_bytes(b"".join(pem.bytes() for pem in cert.cert_chain_pems))
+    files.key.write_bytes(cert.private_key_pem.bytes())
+    return files
+
+
+@pytest.fixture
+def microsoft(stack: Stack, tmp_path: Path) -> Iterator[tuple[tuple[str, int], int, Path]]:
+    """An SMTP server on loopback presenting itself as smtp.office365.com (in the test
+    DNS and in its certificate, which expires in 20 days): (dns, port, ca_file)."""
+    ca = trustme.CA(organization_name="preflight test Microsoft CA")
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = ca.issue_cert(MS_HOST, not_after=now + datetime.timedelta(days=20, hours=12))
+    cert = _write_cert(tmp_path, "office365", leaf)
+    assert stack.ca_file is not None
+    ca_file = tmp_path / "cas.pem"
+    ca_file.write_bytes(stack.ca_file.read_bytes() + ca.cert_pem.bytes())
+    zone = build_zone(mail_address=stack.mail_address, strict_address=stack.strict_address)
+    records = dict(zone.records)
+    records[f"{MS_HOST}."] = (RR(f"{MS_HOST}.", QTYPE.A, rdata=A("127.0.0.1"), ttl=60),)
+    dns = DnsServer(Zone(records=records, rcodes=zone.rcodes, dropped=zone.dropped))
+    servers = SmtpdServers(USERS, cert, hostname=MS_HOST)
+    try:
+        address = dns.start()
+        port = servers.start([SmtpdSpec("office365", "ssl")])["office365"][1]
+        yield address, port, ca_file
+    finally:
+        servers.stop()
+        dns.stop()
+
+
+def test_microsoft_password_login_is_at_risk(
+    stack: Stack,
+    smartlead: SmartLeadServer,
+    microsoft: tuple[tuple[str, int], int, Path],
+) -> None:
+    """An Outlook account whose password login works today is warned about (with the
+    date and OAuth as the way out), and so is its server's certificate, 20 days from
+    expiry; a non-Microsoft account is not."""
+    dns, port, ca_file = microsoft
+    ms = good(stack, 0, type="OUTLOOK", smtp_host=MS_HOST, smtp_port=port)
+    smartlead.add_account(ms)
+    smartlead.add_account(good(stack, 1, smtp_port=0))
+    done = run(
+        stack,
+        smartlead,
+        *("--format", "json", "--ca-file", str(ca_file), "--no-domain-check"),
+        dns=dns,
+    )
+    got = reports(done)
+    report = got[ms["from_email"]]
+    assert codes(report)["smtp"] == "ok", report["checks"]
+    assert report["ok"] is True
+    assert problems(report) == ["basic_auth_ending", "cert_expiring"]
+    audit = next(c for c in report["checks"] if c["name"] == "audit")
+    assert audit["status"] == "warn"
+    first, second = audit["details"]["problems"]
+    assert "end of December 2026" in first["message"]
+    assert "/email-accounts/save-oauth" in first["hint"]
+    assert f"({MS_HOST}) expires in 20 days" in second["message"]
+    other = got[good(stack, 1)["from_email"]]
+    assert problems(other) == []
+    assert done.returncode == 1  # the other account's port is invalid
