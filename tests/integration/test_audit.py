@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import datetime
+import html.parser
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from dnslib import QTYPE, RR, A  # type: ignore[import-untyped]
 from fixtures.accounts import USERS, valid_payload
 from fixtures.certs import CertFiles
 from fixtures.dns_server import DnsServer, Zone, build_zone
+from fixtures.pytest_support import unavailable
 from fixtures.smartlead import RateLimit, SmartLeadServer
 from fixtures.smtpd import SmtpdServers, SmtpdSpec
 from fixtures.stack import Stack
@@ -398,3 +401,113 @@ def test_microsoft_password_login_is_at_risk(
     other = got[good(stack, 1)["from_email"]]
     assert problems(other) == []
     assert done.returncode == 1  # the other account's port is invalid
+
+
+# --- the HTML report in a real browser --------------------------------------------
+
+
+class _Rows(html.parser.HTMLParser):
+    """The table's body rows (cell texts, by column key) and any element not expected."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[dict[str, str]] = []
+        self.key: str | None = None
+        self.images = 0
+        self.sorted: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "table":
+            self.sorted = named.get("data-sorted")
+        if tag == "tr" and "data-index" in named:
+            self.rows.append({})
+        if tag == "td" and self.rows:
+            self.key = named.get("class")
+            self.rows[-1][self.key or ""] = ""
+        if tag == "img":
+            self.images += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self.key = None
+
+    def handle_data(self, data: str) -> None:
+        if self.key is not None:
+            self.rows[-1][self.key] += data
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        unavailable("chromium is not installed (fixtures/install-system-deps.sh installs it)")
+    return found
+
+
+def browse(page: Path, tmp_path: Path, *args: str, fragment: str = "") -> str:
+    done = subprocess.run(
+        [
+            chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            *args,
+            page.as_uri() + fragment,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def dom_rows(dom: str) -> _Rows:
+    parsed = _Rows()
+    parsed.feed(dom)
+    parsed.close()
+    return parsed
+
+
+def test_html_report_renders_sorts_and_shows_no_secret(
+    stack: Stack, smartlead: SmartLeadServer, platform: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The HTML audit in headless Chromium: failing first, sorted by a click on a header
+    (and back), by #sort= in the address, no markup from the data, no password; a
+    screenshot can be taken of it."""
+    hostile = good(stack, 9, from_email='<img src=x onerror="alert(1)">@preflight.test')
+    smartlead.add_account(hostile)
+    page = tmp_path / "audit.html"
+    done = run(stack, smartlead, "--format", "html", "--output", str(page))
+    assert done.returncode == 1, done.stderr
+    assert leaked(page.read_text(), stack) == []
+
+    dom = browse(page, tmp_path, "--dump-dom")
+    rows = dom_rows(dom)
+    assert len(rows.rows) == 5
+    assert rows.images == 0  # the address is text, never an element
+    assert leaked(dom, stack) == []
+    verdicts = [r["verdict"] for r in rows.rows]
+    assert verdicts == ["fail", "fail", "fail", "warn", "pass"]
+    assert '<img src=x onerror="alert(1)">@preflight.test' in {r["address"] for r in rows.rows}
+
+    # A click on "Address" sorts by address, a second one the other way round: the
+    # page's own click handler, run by the browser (a script appended to a copy).
+    clicked = tmp_path / "clicked.html"
+    for clicks, order in ((1, "address"), (2, "-address")):
+        script = "var h=document.querySelector('th[data-key=address]');" + "h.click();" * clicks
+        clicked.write_text(page.read_text().replace("</body>", f"<script>{script}</script></body>"))
+        after = dom_rows(browse(clicked, tmp_path, "--dump-dom"))
+        addresses = [r["address"] for r in after.rows]
+        assert addresses == sorted(addresses, key=str.lower, reverse=clicks == 2)
+        assert after.sorted == order
+
+    by_index = dom_rows(browse(page, tmp_path, "--dump-dom", fragment="#sort=-index"))
+    assert [int(r["index"]) for r in by_index.rows] == [4, 3, 2, 1, 0]
+
+    shot = tmp_path / "audit-html.png"
+    browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1400,600")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
