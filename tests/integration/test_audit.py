@@ -511,3 +511,109 @@ def test_html_report_renders_sorts_and_shows_no_secret(
     browse(page, tmp_path, f"--screenshot={shot}", "--window-size=1400,600")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "jsonl", "csv", "html"])
+def test_no_password_in_any_format_or_file(
+    stack: Stack,
+    smartlead: SmartLeadServer,
+    platform: dict[str, dict[str, Any]],
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    """Whatever the format, the report (standard output or --output, mode 0600) and every
+    file the run leaves in its directory hold no password and no key."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    cmd = command(stack, smartlead, "--format", fmt, "--output", "report")
+    done = subprocess.run(
+        cmd,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "NO_COLOR": "1", "SMARTLEAD_API_KEY": API_KEY},
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert leaked(done.stdout + done.stderr, stack) == []
+    files = [p for p in workdir.rglob("*") if p.is_file()]
+    assert [p.name for p in files] == ["report"]
+    assert (files[0].stat().st_mode & 0o777) == 0o600
+    text = files[0].read_bytes().decode("utf-8")
+    assert leaked(text, stack) == []
+    assert platform["broken"]["from_email"] in text
+
+
+def test_progress_on_a_terminal(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """On a terminal, stderr shows done/total once the listing is known."""
+    import pty
+    import select
+
+    for n in range(3):
+        smartlead.add_account(good(stack, n, smtp_port=0))
+    primary, secondary = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    proc = subprocess.Popen(
+        command(stack, smartlead, "--format", "jsonl"),
+        stdout=subprocess.PIPE,
+        stderr=secondary,
+        env={**env, "SMARTLEAD_API_KEY": API_KEY},
+    )
+    os.close(secondary)
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([primary], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(primary, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    stdout = proc.stdout.read() if proc.stdout else b""
+    proc.wait(timeout=60)
+    os.close(primary)
+    if proc.stdout:
+        proc.stdout.close()
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 1
+    assert len(stdout.splitlines()) == 3
+    assert "checked 3/3: 0 passed, 3 failed" in terminal
+
+
+def test_check_writes_csv_and_html_too(stack: Stack, tmp_path: Path) -> None:
+    """`preflight check --format csv|html` gives the same shareable reports."""
+    needs_postfix(stack)
+    accounts = tmp_path / "a.jsonl"
+    bodies = [good(stack, 0), good(stack, 1, password=CANARY, from_name="=1+2")]
+    accounts.write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    host, port = stack.dns
+    base = [sys.executable, "-m", "preflight", "check", str(accounts), "--ca-file"]
+    base += [str(stack.ca_file), "--dns-server", f"{host}:{port}", "--dns-for-hosts"]
+    outputs = {}
+    for fmt in ("csv", "html"):
+        done = subprocess.run(
+            [*base, "--format", fmt],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert leaked(done.stdout + done.stderr, stack) == []
+        outputs[fmt] = done.stdout
+    rows = list(csv.DictReader(io.StringIO(outputs["csv"], newline="")))
+    assert [(r["address"], r["verdict"], r["code"], r["platform_status"]) for r in rows] == [
+        (bodies[0]["from_email"], "pass", "ok", ""),
+        (bodies[1]["from_email"], "fail", "auth_failed", ""),
+    ]
+    assert rows[1]["check"] == "smtp"
+    assert rows[1]["hint"]
+    page = outputs["html"]
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<title>preflight check</title>" in page
+    assert page.index(bodies[1]["from_email"]) < page.index(bodies[0]["from_email"])
