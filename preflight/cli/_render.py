@@ -360,10 +360,25 @@ class AuditTextWriter(TextWriter):
         head = f"  platform  {platform.status} ({where}"
         head += f"; warmup {warmup})" if warmup else ")"
         lines.append("; ".join([head, *said]))
+        kinds = set()
         for item in platform.disagreement:
-            kind = "reconnect" if item.get("platform") == "failing" else "will disconnect"
-            self.disagreements[kind] += 1
+            kinds.add("reconnect" if item.get("platform") == "failing" else "will disconnect")
             lines.append(f"      ! {printable(item.get('message', ''))}")
+        self.disagreements.update(kinds)
+        return lines
+
+    def _check_lines(self, check: CheckResult) -> list[str]:
+        problems = check.details.get("problems") if check.name == "audit" else None
+        if not isinstance(problems, list) or len(problems) < 2:
+            return super()._check_lines(check)
+        status = self._style(f"{check.status.value:<4}", check.status)
+        lines = [f"  {'audit':<9} {status}  {printable(check.message)}"]
+        for problem in problems:
+            if isinstance(problem, dict):
+                code = printable(problem.get("code", ""))
+                lines.append(f"      ~ {code}: {printable(problem.get('message', ''))}")
+                if problem.get("hint"):
+                    lines.append(f"        hint: {printable(problem['hint'])}")
         return lines
 
     def close(self, *, interrupted: bool = False) -> None:
@@ -375,8 +390,8 @@ class AuditTextWriter(TextWriter):
             fix = self.disagreements["reconnect"]
             will = self.disagreements["will disconnect"]
             self.out.write(
-                f"preflight disagrees with the platform: {fix} a reconnect will fix, "
-                f"{will} will disconnect\n"
+                f"accounts where preflight and the platform disagree: {fix} a reconnect "
+                f"will fix, {will} will disconnect\n"
             )
         self.out.flush()
 

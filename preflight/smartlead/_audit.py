@@ -262,12 +262,16 @@ def audit_check(
     """
     today = today or datetime.date.today()
     problems: list[dict[str, str]] = []
-    for item in platform.disagreement:
-        if item["platform"] == "failing":
-            problems.append(
-                {"code": Code.RECONNECT_NEEDED.value, "message": item["message"]}
-                | {"hint": _RECONNECT_HINT}
-            )
+    stale = [d["protocol"].upper() for d in platform.disagreement if d["platform"] == "failing"]
+    if stale:
+        problems.append(
+            {
+                "code": Code.RECONNECT_NEEDED.value,
+                "message": f"SmartLead shows {' and '.join(stale)} disconnected, but "
+                f"the login{'s work' if len(stale) > 1 else ' works'} now",
+                "hint": _RECONNECT_HINT,
+            }
+        )
     smtp = _check(report, "smtp")
     mechanism = str((smtp.details.get("auth_mechanism") if smtp else None) or "").upper()
     if (

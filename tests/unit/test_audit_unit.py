@@ -134,7 +134,10 @@ def test_certificate_expiring_and_reconnect_each_have_their_code() -> None:
         1,
         False,
         True,
-        disagreement=({"protocol": "smtp", "platform": "failing", "message": "m"},),
+        disagreement=(
+            {"protocol": "smtp", "platform": "failing", "message": "m"},
+            {"protocol": "imap", "platform": "failing", "message": "m"},
+        ),
     )
     result = audit_check(checks, platform, {"smtp_host": "mail.example.com"}, today=TODAY)
     assert [p["code"] for p in result.details["problems"]] == [
@@ -144,6 +147,9 @@ def test_certificate_expiring_and_reconnect_each_have_their_code() -> None:
     assert result.code is Code.RECONNECT_NEEDED
     assert result.message == "2 things at risk"
     assert "(mail.example.com) expires in 29 days" in result.details["problems"][1]["message"]
+    assert result.details["problems"][0]["message"] == (
+        "SmartLead shows SMTP and IMAP disconnected, but the logins work now"
+    )
     quiet = audit_check(report(passed("smtp"), passed("imap")), Platform(1), {}, today=TODAY)
     assert (quiet.status, quiet.code) == (Status.PASS, Code.OK)
 
