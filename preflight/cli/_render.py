@@ -452,7 +452,10 @@ def share_row(item: Any) -> dict[str, str]:
     status = str(getattr(platform, "status", "") or "")
     checks = report.checks if report is not None else ()
     failing = [c for c in checks if c.status is Status.FAIL]
-    warning = [c for c in checks if c.status is Status.WARN]
+    # The audit's own warnings (what is about to break) before the others.
+    warning = sorted(
+        (c for c in checks if c.status is Status.WARN), key=lambda c: c.name != "audit"
+    )
     main: CheckResult | None = (failing or warning)[0] if failing or warning else None
     if isinstance(getattr(item, "verdict", None), str):
         verdict = str(item.verdict)
@@ -460,7 +463,18 @@ def share_row(item: Any) -> dict[str, str]:
         verdict = "not checked"
     else:
         verdict = "fail" if failing else "warn" if warning else "pass"
-    problems = [f"{c.name}: {c.code.value}" for c in (*failing, *warning)]
+    problems: list[str] = []
+    codes: list[str] = []
+    for c in (*failing, *warning):
+        listed = c.details.get("problems") if c.name == "audit" else None
+        if isinstance(listed, list) and listed:
+            found = [str(p.get("code")) for p in listed if isinstance(p, dict)]
+            problems.extend(f"audit: {code}" for code in found)
+            codes.extend(found)
+        else:
+            problems.append(f"{c.name}: {c.code.value}")
+            if c.code is not Code.OK:
+                codes.append(c.code.value)
     for item_ in getattr(platform, "disagreement", ()) or ():
         problems.append(str(item_.get("message", "")))
     return {
@@ -473,6 +487,8 @@ def share_row(item: Any) -> dict[str, str]:
         "check": main.name if main is not None else "",
         "hint": (main.hint or main.message) if main is not None else "",
         "problems": "; ".join(problems),
+        # Not a column: every code, for the HTML page's count by code.
+        "codes": " ".join(codes),
     }
 
 
@@ -521,7 +537,8 @@ th{background:#f0f0f0;cursor:pointer;user-select:none;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.fail td.verdict,tr.not-checked td.verdict{background:#fdd;font-weight:bold}
 tr.warn td.verdict{background:#ffc}tr.pass td.verdict{background:#dfd}
-td{word-break:break-word}.summary span{margin-right:1.2em}
+td{overflow-wrap:anywhere}.summary span{margin-right:1.2em}
+td.index,td.address,td.provider,td.platform_status,td.verdict,td.code,td.check{white-space:nowrap}
 """
 
 # Sorts the table by a column when its header is clicked (again: the other way);
@@ -580,7 +597,7 @@ class HtmlWriter:
             key=lambda r: (_VERDICT_RANK.get(r["verdict"], 1), int(r["index"] or 0)),
         )
         verdicts = Counter(r["verdict"] for r in rows)
-        codes = Counter(r["code"] for r in rows if r["code"] != "ok")
+        codes = Counter(code for r in rows for code in r["codes"].split())
         statuses = Counter(r["platform_status"] for r in rows if r["platform_status"])
         headers = [h for h in _HTML_HEADERS if h[0] != "platform_status" or statuses]
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -321,7 +321,9 @@ def audit_check(
         return CheckResult("audit", Status.PASS, Code.OK, "nothing at risk found")
     first = problems[0]
     message = first["message"] if len(problems) == 1 else f"{len(problems)} things at risk"
-    hint = first["hint"] if len(problems) == 1 else "See details.problems."
+    hint = first["hint"]
+    if len(problems) > 1:
+        hint += f" ({len(problems) - 1} more in details.problems.)"
     return CheckResult(
         "audit", Status.WARN, Code(first["code"]), message, hint, 0.0, {"problems": problems}
     )
