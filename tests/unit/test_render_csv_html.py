@@ -206,3 +206,24 @@ def test_csv_row_for_audit_and_not_checked() -> None:
         "hint": "run again",
         "problems": "fetch: fetch_failed",
     }
+
+
+def test_submit_records_have_rows_too() -> None:
+    """submit --format csv: the record's verdict, the report's code when it has one."""
+    from preflight.smartlead._submit import SubmitRecord
+
+    failed = report(0, "a@example.com", "m", "re-type it", True)
+    records = [
+        SubmitRecord(0, "a@example.com", "failed_check", "smtp: auth_failed", report=failed),
+        SubmitRecord(1, "+b@example.com", "already_saved", "saved in an earlier run"),
+    ]
+    out = io.StringIO()
+    writer = make_writer("csv", out, submit=True)
+    for record in records:
+        writer.write(record)
+    writer.close()
+    rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    assert [(r["address"], r["verdict"], r["code"], r["hint"]) for r in rows] == [
+        ("a@example.com", "failed_check", "auth_failed", "re-type it"),
+        ("'+b@example.com", "already_saved", "ok", ""),
+    ]
