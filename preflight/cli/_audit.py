@@ -153,6 +153,7 @@ def audit(**flags: Any) -> None:
     progress: Any = Progress(sys.stderr) if show else None
     all_ok = True
     emitted = 0
+    total: int | None = None
 
     def notify(message: str) -> None:
         if progress is not None:
@@ -160,6 +161,8 @@ def audit(**flags: Any) -> None:
         click.echo(message, err=True)
 
     def listed(count: int) -> None:
+        nonlocal total
+        total = count
         if progress is not None:
             progress.total = count
         if count == 0:
@@ -194,9 +197,9 @@ def audit(**flags: Any) -> None:
             asyncio.run(run())
         except (Unauthorized, LookupFailed) as exc:
             _abandon(writer, progress)
-            if emitted:
+            if total is not None:
                 raise InputProblem(
-                    f"{exc}. The audit stopped; {emitted} accounts were done."
+                    f"{exc}. The audit stopped: {emitted} of {total} accounts were reported."
                 ) from None
             raise InputProblem(f"{exc}. Nothing was checked.") from None
         except KeyboardInterrupt:

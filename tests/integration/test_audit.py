@@ -280,6 +280,21 @@ def test_401_at_start(stack: Stack, smartlead: SmartLeadServer) -> None:
     assert len(smartlead.received) == 1
 
 
+def test_401_in_the_middle_stops(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """A key revoked after the listing and one fetch: the audit stops (exit 2), says how
+    far it got, and the reports written so far stay whole lines."""
+    for n in range(4):
+        smartlead.add_account(good(stack, n, smtp_port=0))
+    smartlead.faults.update(revoke_key_after=2)
+    done = run(stack, smartlead, "--format", "jsonl", "--concurrency", "1")
+    assert done.returncode == 2
+    assert "refused the API key (401)" in done.stderr
+    assert "The audit stopped:" in done.stderr
+    assert "of 4 accounts were reported" in done.stderr
+    assert [json.loads(line)["index"] for line in done.stdout.splitlines()] in ([], [0])
+    assert [r.status for r in smartlead.received] == [200, 200, 401]
+
+
 def test_5xx_in_the_middle_goes_on(stack: Stack, smartlead: SmartLeadServer) -> None:
     """An account SmartLead fails to return (500) is reported as not checked; the others
     are checked; exit 1."""
