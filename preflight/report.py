@@ -77,6 +77,7 @@ class Code(StrEnum):
     RECONNECT_NEEDED = "reconnect_needed"
     BASIC_AUTH_ENDING = "basic_auth_ending"
     CERT_EXPIRING = "cert_expiring"
+    DOMAIN_WORSE = "domain_worse"
     FETCH_FAILED = "fetch_failed"
 
 

@@ -38,7 +38,8 @@ disagree: SmartLead shows it disconnected but the login works now (a reconnect w
 fix it), or connected but the login fails now (it will disconnect). An `audit`
 check warns of what is at risk: a Microsoft 365 / Outlook account logging in with a
 password (SMTP AUTH with passwords ends by default at the end of December 2026:
-move it to OAuth), a server certificate expiring within 30 days.
+move it to OAuth), a server certificate expiring within 30 days, and with
+--baseline, a sending domain whose SPF, DMARC or DKIM got worse since an earlier run.
 
 The passwords SmartLead returns stay in memory: never on disk, in a report, a log
 or a message. The API key comes from SMARTLEAD_API_KEY or --api-key-file. Every
@@ -81,6 +82,13 @@ def _audit_options(command: Any) -> Any:
     "--failing",
     is_flag=True,
     help="Only accounts SmartLead shows as failing SMTP (isSmtpSuccess=false).",
+)
+@click.option(
+    "--baseline",
+    type=click.Path(dir_okay=False, exists=True),
+    metavar="FILE",
+    help="An earlier run's report (--format json or jsonl): warn of every sending "
+    "domain whose SPF, DMARC or DKIM got worse since (domain_worse).",
 )
 @click.option(
     "--api-key-file",
@@ -149,6 +157,7 @@ def audit(**flags: Any) -> None:
         filters["isSmtpSuccess"] = False
     import os
 
+    baseline = _baseline(flags["baseline"]) if flags["baseline"] else None
     show = not flags["quiet"] and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
     progress: Any = Progress(sys.stderr) if show else None
     all_ok = True
@@ -188,6 +197,7 @@ def audit(**flags: Any) -> None:
                     per_host=flags["per_host"],
                     ordered=flags["output_format"] != "jsonl",
                     on_listed=listed,
+                    baseline=baseline,
                 ):
                     _emit(writer, progress, report)
                     emitted += 1
@@ -209,3 +219,33 @@ def audit(**flags: Any) -> None:
             raise
         _finish(writer, progress)
     sys.exit(EXIT_OK if all_ok else EXIT_FAILED)
+
+
+def _baseline(path: str) -> Any:
+    """The domains' states in an earlier report (a JSON document or JSON Lines)."""
+    import json
+
+    from preflight.smartlead._audit import read_baseline
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InputProblem(f"{path}: cannot read the baseline ({reason})") from None
+    try:
+        document = json.loads(text)
+        reports = document.get("accounts") if isinstance(document, dict) else None
+        if not isinstance(reports, list):
+            reports = [document]
+    except ValueError:
+        try:
+            reports = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except ValueError:
+            raise InputProblem(
+                f"{path}: the baseline is not a report of preflight (--format json or jsonl)"
+            ) from None
+    found = read_baseline(reports)
+    if not found:
+        raise InputProblem(f"{path}: the baseline holds no domain check to compare with")
+    return found

@@ -10,7 +10,8 @@ preflight. An ``audit`` check, appended after the others, holds the warnings onl
 audit gives: the platform shows the account disconnected while its login works
 (``reconnect_needed``), Microsoft is about to turn off the password login it uses
 (``basic_auth_ending``), a server's certificate is about to expire
-(``cert_expiring``).
+(``cert_expiring``), the sending domain's SPF/DMARC/DKIM got worse since a baseline
+run (``domain_worse``).
 
 Secrets: the fetched account (with its passwords) lives in memory only, in the
 payload handed to the checks; it is never written, logged, put in a report or an
@@ -37,10 +38,12 @@ __all__ = [
     "BASIC_AUTH_END",
     "CERT_WARN_DAYS",
     "AuditReport",
+    "DomainState",
     "Platform",
     "audit_check",
     "audit_many",
     "payload_from_platform",
+    "read_baseline",
 ]
 
 #: Microsoft turns SMTP AUTH with a password off by default for existing tenants at
@@ -253,6 +256,7 @@ def audit_check(
     payload: Mapping[str, Any],
     *,
     today: datetime.date | None = None,
+    baseline: Mapping[str, DomainState] | None = None,
 ) -> CheckResult:
     """The ``audit`` check: the warnings an audit adds to ``check``'s report.
 
@@ -317,6 +321,22 @@ def audit_check(
                     "the account.",
                 }
             )
+    domain = _check(report, "domain")
+    name = str(domain.details.get("domain") or "") if domain is not None else ""
+    before = (baseline or {}).get(name.lower())
+    if domain is not None and before is not None and domain.status is not Status.SKIP:
+        changes = DomainState.from_details(domain.details).worse_than(before)
+        if changes:
+            problems.append(
+                {
+                    "code": Code.DOMAIN_WORSE.value,
+                    "message": f"{printable(name)} got worse since the baseline: "
+                    + "; ".join(changes),
+                    "hint": "Someone changed the domain's DNS since the baseline run: restore "
+                    "its SPF and DMARC records (the domain check says what is wrong now), "
+                    "or its mail lands in spam or is refused.",
+                }
+            )
     if not problems:
         return CheckResult("audit", Status.PASS, Code.OK, "nothing at risk found")
     first = problems[0]
@@ -334,6 +354,68 @@ def _oauth(payload: Mapping[str, Any]) -> bool:
     return bool(payload.get("oauth")) or (
         isinstance(token, Mapping) and bool(token.get("access_token"))
     )
+
+
+#: The domain check's problems whose appearance since a baseline makes a domain worse.
+_WATCHED: Final = frozenset(
+    {
+        "spf_missing",
+        "spf_invalid",
+        "spf_too_many_lookups",
+        "spf_not_covering",
+        "dmarc_missing",
+        "dmarc_policy_none",
+        "dkim_missing",
+    }
+)
+_POLICY_RANK: Final = {"reject": 2, "quarantine": 1, "none": 0}
+
+
+@dataclass(frozen=True)
+class DomainState:
+    """A sending domain's SPF/DMARC/DKIM health as one domain check saw it."""
+
+    problems: frozenset[str]
+    dmarc_policy: str | None
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any]) -> DomainState:
+        problems = details.get("problems")
+        codes = {
+            str(p.get("code"))
+            for p in (problems if isinstance(problems, list) else [])
+            if isinstance(p, Mapping)
+        }
+        policy = details.get("dmarc_policy")
+        return cls(frozenset(codes & _WATCHED), policy if isinstance(policy, str) else None)
+
+    def worse_than(self, before: DomainState) -> list[str]:
+        """What got worse since ``before`` (empty: nothing)."""
+        changes = [f"now {code}" for code in sorted(self.problems - before.problems)]
+        old = _POLICY_RANK.get((before.dmarc_policy or "").lower())
+        new = _POLICY_RANK.get((self.dmarc_policy or "").lower(), -1)
+        if old is not None and new < old:
+            changes.append(
+                f"DMARC p={before.dmarc_policy} before, {self.dmarc_policy or 'none'} now"
+            )
+        return changes
+
+
+def read_baseline(reports: Any) -> dict[str, DomainState]:
+    """Each sending domain's state in an earlier run: ``reports`` are report objects
+    as ``check``/``audit`` write them in JSON (``--format json`` or ``jsonl``)."""
+    found: dict[str, DomainState] = {}
+    for report in reports:
+        checks = report.get("checks") if isinstance(report, Mapping) else None
+        for check in checks if isinstance(checks, list) else []:
+            if not isinstance(check, Mapping) or check.get("name") != "domain":
+                continue
+            details = check.get("details")
+            if check.get("status") in ("pass", "warn", "fail") and isinstance(details, Mapping):
+                domain = details.get("domain")
+                if isinstance(domain, str) and domain.lower() not in found:
+                    found[domain.lower()] = DomainState.from_details(details)
+    return found
 
 
 def _check(report: AccountReport, name: str) -> CheckResult | None:
@@ -375,6 +457,7 @@ async def audit_many(
     ordered: bool = True,
     on_listed: Callable[[int], None] | None = None,
     today: datetime.date | None = None,
+    baseline: Mapping[str, DomainState] | None = None,
 ) -> AsyncIterator[AuditReport]:
     """Audit every account the listing gives for ``filters``, yielding a report each.
 
@@ -447,7 +530,7 @@ async def audit_many(
             entry.platform, disagreement=_disagreement(report, entry.platform)
         )
         payload = payloads.pop(report.index, {})
-        extra = audit_check(report, platform, payload, today=today)
+        extra = audit_check(report, platform, payload, today=today, baseline=baseline)
         audited = AuditReport(
             report.index,
             report.account if report.account is not None else entry.label,

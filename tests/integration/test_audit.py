@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import trustme
-from dnslib import QTYPE, RR, A  # type: ignore[import-untyped]
+from dnslib import QTYPE, RR, TXT, A  # type: ignore[import-untyped]
 
 from fixtures.accounts import USERS, valid_payload
 from fixtures.certs import CertFiles
@@ -633,3 +633,46 @@ def test_check_writes_csv_and_html_too(stack: Stack, tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "<title>preflight check</title>" in page
     assert page.index(bodies[1]["from_email"]) < page.index(bodies[0]["from_email"])
+
+
+def test_domain_worse_than_the_baseline(
+    stack: Stack, smartlead: SmartLeadServer, tmp_path: Path
+) -> None:
+    """--baseline: an earlier audit saw preflight.test with SPF and DMARC p=reject; its DNS
+    then lost the SPF record and DMARC went to p=none: domain_worse says what changed."""
+    needs_postfix(stack)
+    smartlead.add_account(good(stack, 0))
+    before = run(stack, smartlead, "--format", "json")
+    assert before.returncode == 0, before.stderr
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(before.stdout)
+    assert problems(json.loads(before.stdout)["accounts"][0]) == []
+
+    zone = build_zone(mail_address=stack.mail_address, strict_address=stack.strict_address)
+    records = dict(zone.records)
+    domain = "preflight.test."
+    records[domain] = tuple(r for r in records[domain] if r.rtype != QTYPE.TXT)  # no SPF
+    records[f"_dmarc.{domain}"] = (
+        RR(f"_dmarc.{domain}", QTYPE.TXT, rdata=TXT("v=DMARC1; p=none"), ttl=60),
+    )
+    dns = DnsServer(Zone(records=records, rcodes=zone.rcodes, dropped=zone.dropped))
+    address = dns.start()
+    try:
+        after = run(stack, smartlead, "--format", "json", "--baseline", str(baseline), dns=address)
+        unchanged = run(stack, smartlead, "--format", "json", "--baseline", str(baseline))
+    finally:
+        dns.stop()
+    assert after.returncode == 0, after.stderr
+    report = json.loads(after.stdout)["accounts"][0]
+    assert problems(report) == ["domain_worse"]
+    audit = next(c for c in report["checks"] if c["name"] == "audit")
+    assert audit["message"] == (
+        "preflight.test got worse since the baseline: now dmarc_policy_none; now spf_missing; "
+        "DMARC p=reject before, none now"
+    )
+    assert problems(json.loads(unchanged.stdout)["accounts"][0]) == []
+    bad = tmp_path / "bad.json"
+    bad.write_text("not a report")
+    refused = run(stack, smartlead, "--baseline", str(bad))
+    assert refused.returncode == 2
+    assert "the baseline is not a report of preflight" in refused.stderr

@@ -160,3 +160,52 @@ def test_audit_report_json_carries_platform() -> None:
     assert data["platform"]["id"] == 9
     assert data["platform"]["status"] == "connected"
     assert list(data)[:5] == ["index", "account", "ok", "checks", "line"]
+
+
+def test_domain_worse_than_baseline() -> None:
+    """New SPF/DMARC/DKIM problems or a weaker DMARC policy since the baseline warn;
+    the same state or a better one does not."""
+    from preflight.smartlead._audit import DomainState, read_baseline
+
+    earlier = {
+        "checks": [
+            {
+                "name": "domain",
+                "status": "warn",
+                "details": {
+                    "domain": "Example.com",
+                    "dmarc_policy": "quarantine",
+                    "problems": [{"code": "dkim_missing"}],
+                },
+            }
+        ]
+    }
+    baseline = read_baseline([earlier, {"checks": "junk"}, "junk"])
+    assert baseline == {
+        "example.com": DomainState(frozenset({"dkim_missing"}), "quarantine"),
+    }
+
+    def domain(policy: str | None, *codes: str) -> CheckResult:
+        details = {
+            "domain": "example.com",
+            "dmarc_policy": policy,
+            "problems": [{"code": c} for c in codes],
+        }
+        return CheckResult("domain", Status.WARN, Code.OK, "m", details=details)
+
+    def worse(check: CheckResult) -> list[str]:
+        result = audit_check(report(check), Platform(1), {}, today=TODAY, baseline=baseline)
+        return [p["code"] for p in result.details.get("problems", [])]
+
+    assert worse(domain("quarantine", "dkim_missing")) == []
+    assert worse(domain("reject")) == []
+    assert worse(domain("none", "dkim_missing", "dmarc_policy_none")) == ["domain_worse"]
+    assert worse(domain(None, "dmarc_missing")) == ["domain_worse"]
+    assert worse(domain("quarantine", "spf_missing")) == ["domain_worse"]
+    result = audit_check(
+        report(domain(None, "dmarc_missing")), Platform(1), {}, today=TODAY, baseline=baseline
+    )
+    assert result.message == (
+        "example.com got worse since the baseline: now dmarc_missing; "
+        "DMARC p=quarantine before, none now"
+    )
