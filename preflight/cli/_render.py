@@ -335,6 +335,12 @@ class AuditTextWriter(TextWriter):
 
     def _lines(self, report: AccountReport) -> list[str]:
         lines = super()._lines(report)
+        if report.checks and all(c.status is Status.SKIP for c in report.checks):
+            # Nothing was checked (an OAuth account): not a pass.
+            word = self._style("SKIP", Status.SKIP, bold=True)
+            label = lines[0].split("  ", 1)[1]
+            reason = next((c.message for c in report.checks if c.name == "fetch"), "")
+            lines[0] = f"{word}  {label}  {printable(reason)}"
         platform = getattr(report, "platform", None)
         if platform is None:
             return lines
@@ -426,7 +432,7 @@ def safe_cell(value: object) -> str:
     return text
 
 
-_VERDICT_RANK: Final = {"fail": 0, "not checked": 1, "warn": 2, "pass": 3}
+_VERDICT_RANK: Final = {"fail": 0, "not checked": 1, "warn": 2, "skipped": 3, "pass": 4}
 
 
 def _provider(report: AccountReport | None, platform: Any) -> str:
@@ -461,6 +467,8 @@ def share_row(item: Any) -> dict[str, str]:
         verdict = str(item.verdict)
     elif any(c.name == "fetch" for c in failing):
         verdict = "not checked"
+    elif checks and all(c.status is Status.SKIP for c in checks):
+        verdict = "skipped"
     else:
         verdict = "fail" if failing else "warn" if warning else "pass"
     problems: list[str] = []

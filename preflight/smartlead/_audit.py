@@ -439,6 +439,20 @@ def _not_checked(index: int, label: str | None, platform: Platform, why: str) ->
     return AuditReport(index, label, checks, None, platform=platform)
 
 
+def _oauth_only(index: int, label: str | None, platform: Platform) -> AuditReport:
+    """An account SmartLead holds no password for (connected with OAuth): nothing to log
+    in with, so nothing is checked; not a failure."""
+    why = (
+        "an OAuth account: SmartLead keeps no password for it, so preflight cannot log in "
+        "as SmartLead does; the platform's own status is shown"
+    )
+    checks = (
+        CheckResult("fetch", Status.SKIP, Code.SKIPPED, why),
+        *(skipped(name, "not run: no password to check (OAuth)") for name in CHECK_NAMES),
+    )
+    return AuditReport(index, label, checks, None, platform=platform)
+
+
 @dataclass
 class _Listed:
     index: int
@@ -496,6 +510,9 @@ async def audit_many(
             secrets = _secrets(account)
             entry.platform = Platform.from_item(account, secrets) if secrets else entry.platform
             payload = payload_from_platform(account)
+            if not payload.get("password") and not _oauth(account):
+                ready.append(_oauth_only(entry.index, entry.label, entry.platform))
+                continue
             # What the audit check reads later; not the secrets.
             payloads[entry.index] = {
                 "type": payload.get("type"),

@@ -318,6 +318,25 @@ def test_5xx_in_the_middle_goes_on(stack: Stack, smartlead: SmartLeadServer) -> 
     assert [r["verdict"] for r in rows] == ["pass", "not checked", "pass"]
 
 
+def test_oauth_account_is_not_checked_nor_failed(stack: Stack, smartlead: SmartLeadServer) -> None:
+    """An account SmartLead holds no password for (OAuth) is shown with the platform's
+    status, every check skipped, and does not fail the audit."""
+    smartlead.add_account(good(stack, 0, password="", type="GMAIL"), smtp_ok=False)
+    done = run(stack, smartlead, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    (report,) = json.loads(done.stdout)["accounts"]
+    assert report["ok"] is True
+    assert report["checks"][0]["name"] == "fetch"
+    assert report["checks"][0]["status"] == "skip"
+    assert "an OAuth account" in report["checks"][0]["message"]
+    assert {c["status"] for c in report["checks"]} == {"skip"}
+    assert report["platform"]["status"] == "smtp_failing"
+    text = run(stack, smartlead).stdout
+    assert text.startswith(f"SKIP  {good(stack, 0)['from_email']}  (#0)  an OAuth account")
+    rows = list(csv.DictReader(io.StringIO(run(stack, smartlead, "--format", "csv").stdout)))
+    assert [r["verdict"] for r in rows] == ["skipped"]
+
+
 def test_429_is_waited_out(stack: Stack, smartlead: SmartLeadServer) -> None:
     """A 429 on the listing or a fetch is waited out (Retry-After), and said on stderr."""
     smartlead.add_account(good(stack, 0, smtp_port=0))
