@@ -510,7 +510,7 @@ async def audit_many(
             secrets = _secrets(account)
             entry.platform = Platform.from_item(account, secrets) if secrets else entry.platform
             payload = payload_from_platform(account)
-            if not payload.get("password") and not _oauth(account):
+            if not payload.get("password"):
                 ready.append(_oauth_only(entry.index, entry.label, entry.platform))
                 continue
             # What the audit check reads later; not the secrets.
