@@ -72,6 +72,13 @@ class Code(StrEnum):
     ROUNDTRIP_SEND_REFUSED = "roundtrip_send_refused"
     ROUNDTRIP_NOT_DELIVERED = "roundtrip_not_delivered"
     ROUNDTRIP_JUNK = "roundtrip_junk"
+    # `preflight audit` (an extension: accounts already on SmartLead). The `audit`
+    # check's warnings, each with its own code, and the `fetch` check's failure.
+    RECONNECT_NEEDED = "reconnect_needed"
+    BASIC_AUTH_ENDING = "basic_auth_ending"
+    CERT_EXPIRING = "cert_expiring"
+    DOMAIN_WORSE = "domain_worse"
+    FETCH_FAILED = "fetch_failed"
 
 
 @dataclass(frozen=True)

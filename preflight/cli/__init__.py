@@ -21,7 +21,7 @@ import click
 if TYPE_CHECKING:
     from preflight.cli._render import Writer
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: A bug in preflight (an exception nothing expected): BSD's EX_SOFTWARE.
@@ -51,7 +51,10 @@ def cli() -> None:
     """
 
 
-_FORMAT_HELP = "Report format: a readable table, one JSON document, or one JSON line per account."
+_FORMAT_HELP = (
+    "Report format: a readable table, one JSON document, one JSON line per account, "
+    "CSV (one row per account) or one self-contained HTML page."
+)
 _INPUT_FORMAT_HELP = (
     "How to read ACCOUNTS. 'auto' tells a JSON object, JSON array, JSON Lines and CSV "
     "apart by content (and by a .csv/.jsonl suffix)."
@@ -61,7 +64,7 @@ _INPUT_FORMAT_HELP = (
 _FORMAT_OPTION = click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json", "jsonl"]),
+    type=click.Choice(["text", "json", "jsonl", "csv", "html"]),
     default="text",
     show_default=True,
     help=_FORMAT_HELP,
@@ -961,6 +964,11 @@ def discover_command(
     else:
         click.echo(render_text(result), nl=False)
     sys.exit(EXIT_OK if result.found else EXIT_FAILED)
+
+
+from preflight.cli._audit import audit as _audit  # noqa: E402 - uses the helpers above
+
+cli.add_command(_audit)
 
 
 def _safe_standard_streams() -> None:

@@ -9,9 +9,11 @@
 - the API client: ``SmartLeadClient``, ``RateLimit``, ``SaveResult``,
   ``SaveOutcome``, ``DEFAULT_BASE_URL``, ``Unauthorized``, ``LookupFailed``;
 - the submit journal: ``Journal``, ``Entry``, ``JournalError``, ``JournalBusy``;
-- ``submit_many`` (what ``preflight submit`` runs) and its ``SubmitRecord``.
+- ``submit_many`` (what ``preflight submit`` runs) and its ``SubmitRecord``;
+- ``audit_many`` (what ``preflight audit`` runs), its ``AuditReport`` (an
+  ``AccountReport`` with the platform's view, ``Platform``) and ``FetchFailed``.
 
-The modules (``_guard``, ``_httpx_guard``, ``_client``, ``_journal``, ``_submit``)
+The modules (``_guard``, ``_httpx_guard``, ``_client``, ``_journal``, ``_submit``, ``_audit``)
 are internal. Names are imported lazily (PEP 562): ``preflight.guard`` does not
 load httpx, nor the client the journal.
 """
@@ -26,11 +28,14 @@ __all__ = [
     "REJECTED_CODE",
     "REPORT_EXTENSION",
     "AccountRejected",
+    "AuditReport",
     "Entry",
+    "FetchFailed",
     "Journal",
     "JournalBusy",
     "JournalError",
     "LookupFailed",
+    "Platform",
     "PreflightTransport",
     "RateLimit",
     "SaveOutcome",
@@ -39,12 +44,17 @@ __all__ = [
     "SubmitRecord",
     "SyncPreflightTransport",
     "Unauthorized",
+    "audit_many",
     "guard",
     "guard_sync",
     "submit_many",
 ]
 
 _WHERE = {
+    "AuditReport": "_audit",
+    "Platform": "_audit",
+    "audit_many": "_audit",
+    "FetchFailed": "_client",
     "AccountRejected": "_guard",
     "guard": "_guard",
     "guard_sync": "_guard",
@@ -68,8 +78,10 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from preflight.smartlead._audit import AuditReport, Platform, audit_many
     from preflight.smartlead._client import (
         DEFAULT_BASE_URL,
+        FetchFailed,
         LookupFailed,
         RateLimit,
         SaveOutcome,

@@ -25,7 +25,7 @@ import collections
 import email.utils
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
@@ -40,6 +40,8 @@ from preflight.secret import MASK, Secret
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "PAGE_SIZE",
+    "FetchFailed",
     "LookupFailed",
     "RateLimit",
     "SaveOutcome",
@@ -52,6 +54,8 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL: Final = "https://server.smartlead.ai/api/v1"
+#: The most accounts one listing call returns (``limit``).
+PAGE_SIZE: Final = 100
 
 
 class Unauthorized(PreflightError):
@@ -507,9 +511,13 @@ class SmartLeadClient:
             )
         return SaveResult(SaveOutcome.REJECTED, status, error_message(response, secrets))
 
-    async def find_accounts(self, email: str) -> list[dict[str, Any]]:
-        """Stored accounts whose from_email or user name is ``email``, by paging
-        through ``GET /email-accounts/`` (100 at a time).
+    async def find_accounts(self, email: str, username: str | None = None) -> list[dict[str, Any]]:
+        """Stored accounts whose from_email or user name is ``email``.
+
+        Asks the listing with the ``username`` filter (a partial match on the
+        platform's user name) set to ``username`` (the user name the account was
+        saved with; else ``email``), so only the few accounts that match come back
+        instead of every page of them; the exact match on ``email`` is made here.
 
         Raises :class:`LookupFailed` (a safe message) when the listing fails or is
         not a list, :class:`Unauthorized` on a 401.
@@ -518,32 +526,93 @@ class SmartLeadClient:
 
         wanted = account_key(email)
         found: list[dict[str, Any]] = []
+        async for item in self.list_accounts(
+            {"username": username or email}, what=f"looking up {_clean(email)}"
+        ):
+            names = {
+                account_key(str(item.get(k) or "")) for k in ("from_email", "username", "user_name")
+            }
+            if wanted in names:
+                found.append(item)
+        return found
+
+    async def list_accounts(
+        self,
+        filters: Mapping[str, str | int | bool] | None = None,
+        *,
+        page_size: int = PAGE_SIZE,
+        what: str = "listing accounts",
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every account of ``GET /email-accounts/`` matching ``filters`` (``esp``,
+        ``client_id``, ``username``, ``isSmtpSuccess``, ...), page after page of
+        ``page_size`` (at most 100), within the rate limit.
+
+        A listing item's password fields are placeholders: the items are yielded as
+        they are, and must not be shown. Raises :class:`LookupFailed` (a safe
+        message) when a page fails or is not a list, :class:`Unauthorized` on a 401.
+        """
+        if not 1 <= page_size <= PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {PAGE_SIZE}")
+        query = {k: _query_value(v) for k, v in (filters or {}).items()}
         offset = 0
         while True:
             try:
                 response = await self._request(
                     "GET",
                     "/email-accounts/",
-                    what=f"looking up {_clean(email)}",
-                    params={"offset": offset, "limit": 100},
+                    what=what,
+                    params={**query, "offset": offset, "limit": page_size},
                 )
             except _WaitTooLong as exc:
-                raise LookupFailed(self._too_long(exc, f"looking up {_clean(email)}")) from None
+                raise LookupFailed(self._too_long(exc, what)) from None
             except httpx.HTTPError as exc:
                 raise LookupFailed(f"listing accounts failed ({type(exc).__name__})") from None
             page = _listing(response, self._secrets())
             for item in page:
-                if not isinstance(item, dict):
-                    continue
-                names = {
-                    account_key(str(item.get(k) or ""))
-                    for k in ("from_email", "username", "user_name")
-                }
-                if wanted in names:
-                    found.append(item)
-            if len(page) < 100:
-                return found
-            offset += 100
+                if isinstance(item, dict):
+                    yield item
+            if len(page) < page_size:
+                return
+            offset += page_size
+
+    async def get_account(self, account_id: int) -> dict[str, Any]:
+        """One account, ``GET /email-accounts/{id}/``, with its passwords **in plain
+        text**: the caller keeps the result in memory only.
+
+        Raises :class:`FetchFailed` (a safe message: never the body, which holds the
+        passwords) when the account cannot be fetched, :class:`Unauthorized` on a 401.
+        """
+        what = f"fetching account {account_id}"
+        try:
+            response = await self._request("GET", f"/email-accounts/{int(account_id)}/", what=what)
+        except _WaitTooLong as exc:
+            raise FetchFailed(self._too_long(exc, what)) from None
+        except httpx.HTTPError as exc:
+            raise FetchFailed(f"{what} failed ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            raise FetchFailed(
+                f"{what} failed: HTTP {response.status_code}: "
+                f"{error_message(response, self._secrets())}"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            raise FetchFailed(f"{what} answered HTTP 200 with a body that is not JSON") from None
+        if isinstance(body, dict) and isinstance(body.get("data"), dict) and "id" not in body:
+            body = body["data"]  # some deployments wrap the object
+        if not isinstance(body, dict):
+            raise FetchFailed(f"{what} returned no account object")
+        return body
+
+
+class FetchFailed(LookupFailed):
+    """One account could not be fetched; the message is safe to show."""
+
+
+def _query_value(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _listing(response: httpx.Response, secrets: tuple[str, ...]) -> list[Any]:

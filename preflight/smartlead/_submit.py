@@ -173,7 +173,7 @@ async def _send(
     if journal.uncertain(key):
         # An earlier POST may have been applied: look before sending again.
         try:
-            found = await client.find_accounts(account.from_email)
+            found = await client.find_accounts(account.from_email, account.user_name)
         except LookupFailed as exc:
             return record("unknown", f"earlier outcome unknown and the look-up failed: {exc}")
         except Unauthorized:

@@ -75,6 +75,7 @@ def test_public_api() -> None:
     assert fixtures.smartlead.__all__ == [
         "API_PREFIX",
         "DEFAULT_API_KEY",
+        "ENCRYPTED_PLACEHOLDER",
         "MASK",
         "MAX_PAGE_SIZE",
         "REQUIRED_FIELDS",

@@ -148,7 +148,14 @@ def test_codes_are_the_contracts() -> None:
         "roundtrip_not_delivered",
         "roundtrip_junk",
     }
-    assert {code.value for code in preflight.Code} == expected | domain
+    audit = {
+        "reconnect_needed",
+        "basic_auth_ending",
+        "cert_expiring",
+        "domain_worse",
+        "fetch_failed",
+    }
+    assert {code.value for code in preflight.Code} == expected | domain | audit
 
 
 def test_smartlead_exports_resolve() -> None:
