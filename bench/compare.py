@@ -382,12 +382,13 @@ def installed_command(path: str) -> str:
     package = Path(where) if where else None
     if package is None or package == ROOT / "preflight":
         sys.exit(f"{path} is not a (non-editable) installed preflight: {where or 'no package'}")
-    stale = [
-        source.relative_to(ROOT / "preflight")
-        for source in (ROOT / "preflight").rglob("*.py")
-        if not (package / source.relative_to(ROOT / "preflight")).is_file()
-        or (package / source.relative_to(ROOT / "preflight")).read_bytes() != source.read_bytes()
-    ]
+    source = ROOT / "preflight"
+    ours = {f.relative_to(source) for f in source.rglob("*.py")}
+    theirs = {f.relative_to(package) for f in package.rglob("*.py")}
+    stale = sorted(
+        (ours ^ theirs)
+        | {f for f in ours & theirs if (package / f).read_bytes() != (source / f).read_bytes()}
+    )
     if stale:
         sys.exit(
             f"{path} runs another version of preflight than this tree ({len(stale)} files "
