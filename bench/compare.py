@@ -368,7 +368,7 @@ def curl_argv(body: dict[str, Any], ca_file: Path) -> list[str]:
 
 def installed_command(path: str) -> str:
     """``path``, after checking that it runs this tree's preflight, installed."""
-    command = Path(path)
+    command = Path(path).absolute()
     if not command.exists():
         sys.exit(
             f"{path} does not exist: bash bench/run builds it (python3 -m venv bench/out/venv "
