@@ -617,7 +617,8 @@ class BulkRun:
         return (
             f"{hosts[busiest]['peak']} on one host (SMTP {smtp}, IMAP {imap})"
             if used <= 1
-            else f"{hosts[busiest]['peak']} on the busiest host (SMTP {smtp}, IMAP {imap}), "
+            else f"{hosts[busiest]['peak']} on the busiest host, "
+            f"{self.names.get(busiest, busiest)} (SMTP {smtp}, IMAP {imap}), "
             f"{self.stats['all']['peak']} on {used} hosts together"
         )
 
