@@ -876,9 +876,9 @@ def summary_one(args: argparse.Namespace, one: OneAccount, rows: list[Row], why:
         rows.append((
             f"2. one account, RTT {rtt_ms:g} ms: round trips, preflight in-process "
             "(slowest path SMTP 587)",
-            f"{trips:.1f} ({one.median('preflight', delay) * 1000:.0f} ms)",
+            f"{trips:.2f} ({one.median('preflight', delay) * 1000:.0f} ms)",
             f"floor {FLOOR}", f"<= floor + 0.5 = {ROUND_TRIPS_TARGET:g}",
-            verdict(trips <= ROUND_TRIPS_TARGET, f"{trips - ROUND_TRIPS_TARGET:.1f} over"),
+            verdict(trips <= ROUND_TRIPS_TARGET, f"{trips - ROUND_TRIPS_TARGET:.2f} over"),
         ))  # fmt: skip
         if trips > ROUND_TRIPS_TARGET:
             both = [one.round_trips("preflight", d) for d in delays.values() if d > 0]
