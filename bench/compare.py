@@ -595,6 +595,16 @@ class BulkRun:
     stats: dict[str, Any] | None = None  # the proxy's counts (latency_proxy.py)
     account_s: float | None = None  # mean time of one account's check (preflight's reports)
     names: dict[str, str] = field(default_factory=dict)  # proxy address -> host name
+    per_host: int | None = None  # preflight's --per-host in this run
+    workload: str = ""
+
+    def most_per_host(self) -> tuple[int, int]:
+        """The most SMTP and the most IMAP connections open at once to one host."""
+        listeners = self.stats["tcp"] if self.stats is not None else []
+        return (
+            max((t["peak"] for t in listeners if t["listen"][1] == 587), default=0),
+            max((t["peak"] for t in listeners if t["listen"][1] == 993), default=0),
+        )
 
     @property
     def rate(self) -> float:
@@ -662,6 +672,7 @@ def bulk(
     stack: Stack,
     proxy: Proxy,
     workdir: Path,
+    per_host: int | None,
     sample: int = 0,
 ) -> list[BulkRun]:
     """Each preflight variant, then the stdlib pool, then (``sample``) swaks then curl."""
@@ -684,7 +695,12 @@ def bulk(
         busy = busy_since(before)
         stats = proxy.stats()
         wrong, seen, account_s = _outcomes(kinds, out.read_text().splitlines(), preflight=True)
-        runs.append(BulkRun(label, count, ran, wrong, note, busy, stats, account_s, proxy.names))
+        bound = int(flags[flags.index("--per-host") + 1]) if "--per-host" in flags else per_host
+        runs.append(
+            BulkRun(
+                label, count, ran, wrong, note, busy, stats, account_s, proxy.names, bound, name
+            )
+        )
         _report_mismatches(label, seen)
     print(f"    stdlib, {THREADS} threads ...", flush=True)
     out = workdir / f"{name}-stdlib.jsonl"
@@ -980,6 +996,32 @@ def summary_bulk(
 NOTHING = ", nothing contacted"
 
 
+def summary_politeness(runs: list[BulkRun], rows: list[Row], why: list[str]) -> None:
+    """Whether any host saw more connections of one protocol than --per-host."""
+    checked = [r for r in runs if r.per_host is not None and r.stats is not None]
+    if not checked:
+        return
+    seen = []
+    over = []
+    for run in checked:
+        smtp, imap = run.most_per_host()
+        seen.append(f"{run.workload} {run.per_host}: {smtp}/{imap}")
+        if max(smtp, imap) > (run.per_host or 0):
+            over.append(f"{run.label} ({run.accounts:,} accounts): SMTP {smtp}, IMAP {imap}")
+    rows.append((
+        "4-5. bulk, politeness: most SMTP/IMAP connections open at once to one host "
+        "(workload, --per-host: SMTP/IMAP)",
+        ", ".join(seen), "-", "<= --per-host",
+        verdict(not over, f"{len(over)} run(s) over"),
+    ))  # fmt: skip
+    if over:
+        why.append(
+            "politeness: a host saw more connections of one protocol at once than --per-host "
+            f"in {'; '.join(over)} (counted by the proxy until the client's end of stream "
+            "reaches the server, as the server sees it)."
+        )
+
+
 def summary(
     args: argparse.Namespace,
     one: OneAccount | None,
@@ -1012,6 +1054,7 @@ def summary(
                     "-", "-",
                 ))  # fmt: skip
     summary_bulk(spread, concentrated, defaults, rows, why)
+    summary_politeness(spread + concentrated, rows, why)
     for kind, (small, big, ratio) in memory.items():
         rows.append((
             f"6. peak RSS, `validate` streaming {args.memory_accounts:,} accounts ({kind})",
@@ -1093,7 +1136,8 @@ def run(args: argparse.Namespace) -> None:
                     f"--per-host {defaults['--per-host']}",
                 )]  # fmt: skip
                 with latency(addresses, args.delay_ms, stack, dns_address) as proxy:
-                    spread = bulk("spread", accounts, variants, command, stack, proxy, work)
+                    spread = bulk("spread", accounts, variants, command, stack, proxy, work,
+                                  defaults["--per-host"])  # fmt: skip
                 print_bulk(
                     f"4. bulk, spread: {args.spread_accounts:,} accounts over "
                     f"{len(SPREAD_HOSTS)} SMTP and {len(SPREAD_HOSTS)} IMAP hosts (7 in 10 good; "
@@ -1111,8 +1155,10 @@ def run(args: argparse.Namespace) -> None:
                     for n in args.per_host
                 ]  # fmt: skip
                 with latency(addresses, args.delay_ms, stack, dns_address) as proxy:
-                    concentrated = bulk("concentrated", accounts, variants, command, stack,
-                                        proxy, work, args.sample)  # fmt: skip
+                    concentrated = bulk(
+                        "concentrated", accounts, variants, command, stack, proxy, work,
+                        defaults["--per-host"], args.sample,
+                    )  # fmt: skip
                 print_bulk(
                     f"5. bulk, concentrated: {args.accounts:,} accounts on one host "
                     f"({MAIL_HOST}; the same mix), {args.delay_ms:g} ms each way",

@@ -11,7 +11,8 @@ JSON line, ``{"tcp": [[host, port], ...], "udp": [...]}`` in the order given, an
 runs until standard input closes or it is terminated.
 
 It counts the TCP connections it has open to each server, as the server sees them
-(from the upstream connect to its close): a line ``stats`` on standard input makes it
+(from the upstream connect until the client's end of stream reaches the server or
+the server ends its side, whichever comes first): a line ``stats`` on standard input makes it
 print one JSON line, ``{"tcp": [{"listen": [host, port], "open": n, "peak": n,
 "connections": n}, ...], "hosts": {host: {...}}, "all": {...}}``: per listener in the
 order given, per listening address (all its ports: one "server host"), and over
@@ -48,7 +49,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -266,6 +267,22 @@ class LatencyProxy:
         pump_up = asyncio.ensure_future(upward.pump())  # the client may speak first (TLS)
         server_writer: asyncio.StreamWriter | None = None
         counted = False
+
+        def release() -> None:
+            # The server's session is over once either side's end of stream reaches it
+            # or leaves it: not when the proxy has finished relaying what is left.
+            nonlocal counted
+            if counted:
+                counted = False
+                for count in counts:
+                    count.closed()
+
+        async def then_release(step: Awaitable[None]) -> None:
+            try:
+                await step
+            finally:
+                release()
+
         try:
             await asyncio.sleep(3 * self.delay)  # SYN, SYN-ACK, then the ACK reaches it
             try:
@@ -281,8 +298,8 @@ class LatencyProxy:
             downward = _Pipe(self.delay, server_reader)
             await asyncio.gather(
                 pump_up,
-                upward.drain(server_writer, client_writer),
-                downward.pump(),
+                then_release(upward.drain(server_writer, client_writer)),
+                then_release(downward.pump()),
                 downward.drain(client_writer, server_writer, first_byte),
                 return_exceptions=True,
             )
@@ -293,9 +310,7 @@ class LatencyProxy:
                     writer.close()
                     with contextlib.suppress(OSError, RuntimeError):
                         await writer.wait_closed()
-            if counted:
-                for count in counts:
-                    count.closed()
+            release()
 
     async def udp(self, listen: tuple[str, int], target: tuple[str, int]) -> tuple[str, int]:
         """Forward datagrams to ``listen`` to ``target`` and back; returns the bound address."""
