@@ -19,7 +19,9 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -74,7 +76,7 @@ async def main_async(count: int, deadline: float) -> None:
     servers = {name: await serve(name) for name in ("reject", "silent", "slow", "close")}
     bad = [servers["silent"][1], servers["slow"][1], servers["close"][1]]
 
-    def accounts():  # type: ignore[no-untyped-def]
+    def accounts() -> Iterator[dict[str, Any]]:
         for n in range(count):
             port = bad[n // 10 % 3] if n % 10 == 0 else servers["reject"][1]
             yield {

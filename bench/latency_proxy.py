@@ -10,6 +10,15 @@ the clients and the local servers. Each ``--tcp``/``--udp`` is ``LISTEN=TARGET``
 JSON line, ``{"tcp": [[host, port], ...], "udp": [...]}`` in the order given, and
 runs until standard input closes or it is terminated.
 
+It counts the TCP connections it has open to each server, as the server sees them
+(from the upstream connect until the client's end of stream reaches the server or
+the server ends its side, whichever comes first): a line ``stats`` on standard input makes it
+print one JSON line, ``{"tcp": [{"listen": [host, port], "open": n, "peak": n,
+"connections": n}, ...], "hosts": {host: {...}}, "all": {...}}``: per listener in the
+order given, per listening address (all its ports: one "server host"), and over
+everything. ``peak`` is the most open at once and ``connections`` how many were
+opened, both since the previous ``stats`` (each ``stats`` starts a new count).
+
 The model, per connection (one delay D each way, so one round trip is 2 D):
 
 - every chunk read from one side is written to the other D later, in order
@@ -39,10 +48,12 @@ import json
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LatencyProxy", "parse_address"]
+__all__ = ["Count", "LatencyProxy", "parse_address"]
 
 _CHUNK = 65536
 
@@ -54,6 +65,29 @@ def parse_address(text: str) -> tuple[str, int]:
         return host, int(port)
     host, _, port = text.rpartition(":")
     return host, int(port)
+
+
+@dataclass
+class Count:
+    """Connections open to a server: now, the most at once, and how many were opened."""
+
+    open: int = 0
+    peak: int = 0
+    connections: int = 0
+
+    def opened(self) -> None:
+        self.open += 1
+        self.connections += 1
+        self.peak = max(self.peak, self.open)
+
+    def closed(self) -> None:
+        self.open -= 1
+
+    def take(self) -> dict[str, int]:
+        """The counts so far; then a new count begins (peak from what is open now)."""
+        counts = {"open": self.open, "peak": self.peak, "connections": self.connections}
+        self.peak, self.connections = self.open, 0
+        return counts
 
 
 class _Pipe:
@@ -173,16 +207,30 @@ class LatencyProxy:
         self._servers: list[asyncio.base_events.Server] = []
         self._udp: list[tuple[asyncio.DatagramTransport, _UdpFront]] = []
         self._connections: set[asyncio.Task[None]] = set()
+        self._listeners: list[tuple[tuple[str, int], Count]] = []
+        self._hosts: dict[str, Count] = {}
+        self._all = Count()
+
+    def stats(self) -> dict[str, Any]:
+        """Connections open to the servers, per listener, per listening address and
+        overall, since the previous call (see :class:`Count`)."""
+        return {
+            "tcp": [{"listen": list(listen), **count.take()} for listen, count in self._listeners],
+            "hosts": {host: count.take() for host, count in self._hosts.items()},
+            "all": self._all.take(),
+        }
 
     async def tcp(self, listen: tuple[str, int], target: tuple[str, int]) -> tuple[str, int]:
         """Forward TCP connections to ``listen`` to ``target``; returns the bound address."""
+
+        counts: list[Count] = []
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._connections.add(task)
             try:
-                await self._connection(reader, writer, target)
+                await self._connection(reader, writer, target, counts)
             except asyncio.CancelledError:
                 pass  # close(): asyncio's streams would log a cancelled handler
             finally:
@@ -191,6 +239,9 @@ class LatencyProxy:
         server = await asyncio.start_server(handle, *listen, backlog=1024)
         self._servers.append(server)
         host, port = server.sockets[0].getsockname()[:2]
+        mine = Count()
+        self._listeners.append(((host, port), mine))
+        counts += [mine, self._hosts.setdefault(host, Count()), self._all]
         return host, port
 
     async def _connection(
@@ -198,6 +249,7 @@ class LatencyProxy:
         client_reader: asyncio.StreamReader,
         client_writer: asyncio.StreamWriter,
         target: tuple[str, int],
+        counts: list[Count],
     ) -> None:
         sock = client_writer.get_extra_info("socket")
         if sock is not None:
@@ -214,20 +266,40 @@ class LatencyProxy:
         upward = _Pipe(self.delay, client_reader, early)
         pump_up = asyncio.ensure_future(upward.pump())  # the client may speak first (TLS)
         server_writer: asyncio.StreamWriter | None = None
+        counted = False
+
+        def release() -> None:
+            # The server's session is over once either side's end of stream reaches it
+            # or leaves it: not when the proxy has finished relaying what is left.
+            nonlocal counted
+            if counted:
+                counted = False
+                for count in counts:
+                    count.closed()
+
+        async def then_release(step: Awaitable[None]) -> None:
+            try:
+                await step
+            finally:
+                release()
+
         try:
             await asyncio.sleep(3 * self.delay)  # SYN, SYN-ACK, then the ACK reaches it
             try:
                 server_reader, server_writer = await asyncio.open_connection(*target)
             except OSError:
                 return
+            for count in counts:
+                count.opened()
+            counted = True
             upstream_sock = server_writer.get_extra_info("socket")
             if upstream_sock is not None:
                 upstream_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             downward = _Pipe(self.delay, server_reader)
             await asyncio.gather(
                 pump_up,
-                upward.drain(server_writer, client_writer),
-                downward.pump(),
+                then_release(upward.drain(server_writer, client_writer)),
+                then_release(downward.pump()),
                 downward.drain(client_writer, server_writer, first_byte),
                 return_exceptions=True,
             )
@@ -238,6 +310,7 @@ class LatencyProxy:
                     writer.close()
                     with contextlib.suppress(OSError, RuntimeError):
                         await writer.wait_closed()
+            release()
 
     async def udp(self, listen: tuple[str, int], target: tuple[str, int]) -> tuple[str, int]:
         """Forward datagrams to ``listen`` to ``target`` and back; returns the bound address."""
@@ -273,9 +346,18 @@ async def _serve(args: argparse.Namespace) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    # Standard input closing (the parent went away) also stops the proxy.
-    stdin_closed = loop.run_in_executor(None, sys.stdin.read)
-    stdin_closed.add_done_callback(lambda _: stop.set())
+
+    def command(line: str) -> None:
+        if line.strip() == "stats":
+            print(json.dumps(proxy.stats()), flush=True)
+
+    def read_commands() -> None:
+        # Standard input closing (the parent went away) also stops the proxy.
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(command, line)
+        loop.call_soon_threadsafe(stop.set)
+
+    threading.Thread(target=read_commands, daemon=True).start()
     await stop.wait()
     await proxy.close()
 

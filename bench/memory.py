@@ -1,6 +1,6 @@
 """Peak memory of `preflight validate` streaming many accounts.
 
-    python bench/memory.py [--accounts 100000]
+    python bench/memory.py [--accounts 100000] [--preflight PATH]
 
 Generates the accounts (JSON Lines, a one-line JSON array, CSV; one in ten invalid)
 in a temporary directory, runs `preflight validate --format jsonl` on each in a
@@ -93,8 +93,16 @@ def peak_rss_mb(argv: list[str]) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument(
+        "--preflight",
+        metavar="PATH",
+        help="the command to measure (default: the one beside this interpreter, else on PATH)",
+    )
     args = parser.parse_args()
-    script = shutil.which("preflight") or str(Path(sys.executable).with_name("preflight"))
+    beside = Path(sys.executable).with_name("preflight")
+    script = args.preflight or (str(beside) if beside.exists() else shutil.which("preflight"))
+    if script is None:
+        sys.exit("no preflight command: pass --preflight PATH")
     with tempfile.TemporaryDirectory() as tmp:
         small = write_files(Path(tmp), 1_000)
         big = write_files(Path(tmp), args.accounts)

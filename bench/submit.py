@@ -35,7 +35,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=200)
     args = parser.parse_args()
-    rows = []
+    rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp, start_stack(Path(tmp) / "stack") as stack:
         user, _ = stack.credentials()
         local, domain = user.split("@")
