@@ -69,7 +69,10 @@ def start(host: str, port: int, timeout: float) -> None:
                 found.set_exception(exc)
             else:
                 ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)
-                found.set_result(tuple(dict.fromkeys(str(info[4][0]) for info in ordered)))
+                addresses = tuple(dict.fromkeys(str(info[4][0]) for info in ordered))
+                if addresses:  # known before the look-up is: the probe claims right after it
+                    entry.address.set_result(addresses[0])
+                found.set_result(addresses)
         try:
             addresses = found.result()
         except OSError as exc:
@@ -81,7 +84,8 @@ def start(host: str, port: int, timeout: float) -> None:
             entry.address.set_exception(error)
             entry.connection.set_exception(error)
             return
-        entry.address.set_result(addresses[0])
+        if not entry.address.done():
+            entry.address.set_result(addresses[0])
         family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -106,11 +110,24 @@ def lookup(host: str) -> Future[tuple[str, ...]] | None:
 async def take(address: str, port: int) -> socket.socket | None:
     """The early connection to ``address``:``port`` (see :func:`claim`): the connected
     non-blocking socket, None when none was started; raises what connecting raised."""
-    future = claim(address, port)
-    if future is None:
-        return None
     import asyncio  # loaded by now: only the probes call this
 
+    with _lock:
+        candidates = [entry for entry in _early if entry.port == port]
+    future: Future[socket.socket] | None = None
+    for entry in candidates:
+        try:  # known as soon as the look-up is (a moment after, for a second port)
+            if await asyncio.wrap_future(entry.address) != address:
+                continue
+        except OSError:
+            continue
+        with _lock:
+            if entry in _early:  # not taken meanwhile
+                _early.remove(entry)
+                future = entry.connection
+                break
+    if future is None:
+        return None
     try:
         return await asyncio.wrap_future(future)
     except asyncio.CancelledError:

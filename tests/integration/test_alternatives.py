@@ -31,7 +31,7 @@ from fixtures.stack import Stack
 from preflight.discover import suggest_alternatives
 from preflight.options import CheckOptions
 
-HOST = "127.0.0.45"
+HOST = "127.0.0.55"  # no other test uses it (the foreign servers have .31-.46)
 DOMAIN = "alternatives.test"
 WRONG_PORT = 2525  # nothing listens there: connect_refused
 
