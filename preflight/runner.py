@@ -26,6 +26,8 @@ from preflight.reader import RawAccount
 from preflight.report import CHECK_NAMES, AccountReport, CheckResult, Code, Status, skipped
 
 if TYPE_CHECKING:
+    import dns.asyncresolver
+
     from preflight._resolver import HostLookup
 
 __all__ = [
@@ -158,12 +160,10 @@ class Shared:
     """
 
     def __init__(self, options: CheckOptions, per_host: int = DEFAULT_PER_HOST) -> None:
-        from preflight._resolver import make_resolver
-
         if per_host < 1:
             raise ValueError("per_host must be at least 1")
         self.options = options
-        self.resolver = make_resolver(options)
+        self._resolver: dns.asyncresolver.Resolver | None = None
         self.per_host = per_host
         self._hosts: dict[str, asyncio.Task[HostLookup]] = {}
         self._slots: dict[str, HostLimit] = {}
@@ -171,6 +171,16 @@ class Shared:
         self._domains: dict[tuple[str, str, str], asyncio.Task[CheckResult]] = {}
         self._alternatives: dict[tuple[str, ...], asyncio.Task[str | None]] = {}
         self._contexts: dict[tuple[str | None, bool], asyncio.Future[ssl.SSLContext]] = {}
+
+    @property
+    def resolver(self) -> dns.asyncresolver.Resolver:
+        """The run's resolver and its cache, made when first needed (dnspython takes
+        tens of milliseconds to import: a run of invalid payloads never needs it)."""
+        if self._resolver is None:
+            from preflight._resolver import make_resolver
+
+            self._resolver = make_resolver(self.options)
+        return self._resolver
 
     def lookup(self, host: str) -> asyncio.Task[HostLookup]:
         """The addresses of ``host``, looked up once per run (a timed-out look-up is

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import tempfile
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 
@@ -115,6 +114,8 @@ class JsonWriter:
         self.ascii_only = ascii_only_stream(out)
         self.ok = True
         self.count = 0
+        import tempfile  # only for the json document: not on every command's path
+
         self._spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
             max_size=8 << 20, mode="w+", encoding="utf-8"
         )
