@@ -19,8 +19,9 @@ from __future__ import annotations
 import atexit
 import socket
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["claim", "lookup", "start", "take"]
 
@@ -31,6 +32,24 @@ class _Early:
     #: The address the connection goes to (IPv4 first, as the probes order them).
     address: Future[str] = field(default_factory=Future)
     connection: Future[socket.socket] = field(default_factory=Future)
+
+    @property
+    def futures(self) -> tuple[Future[str], Future[socket.socket]]:
+        return self.address, self.connection
+
+
+def _settle(future: Future[Any], outcome: object) -> bool:
+    """Give ``future`` its result (or exception) unless it has one or was cancelled."""
+    if future.done():
+        return False
+    try:
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+    except InvalidStateError:  # cancelled or settled meanwhile
+        return False
+    return True
 
 
 _lock = threading.Lock()
@@ -53,50 +72,43 @@ def start(host: str, port: int, timeout: float) -> None:
 
     def work() -> None:
         # Running from now on: a claim cancelled later leaves the result to be closed.
-        for future in (
-            (found, entry.address, entry.connection)
-            if resolve
-            else (
-                entry.address,
-                entry.connection,
-            )
-        ):
+        for future in (found, entry.address, entry.connection) if resolve else entry.futures:
             future.set_running_or_notify_cancel()
         if resolve:
             try:
                 infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                found.set_exception(exc)
+            except Exception as exc:  # what the probe's own look-up would have raised
+                _settle(found, exc)
             else:
                 ordered = sorted(infos, key=lambda info: info[0] != socket.AF_INET)
                 addresses = tuple(dict.fromkeys(str(info[4][0]) for info in ordered))
                 if addresses:  # known before the look-up is: the probe claims right after it
-                    entry.address.set_result(addresses[0])
-                found.set_result(addresses)
+                    _settle(entry.address, addresses[0])
+                _settle(found, addresses)
         try:
             addresses = found.result()
-        except OSError as exc:
-            entry.address.set_exception(exc)
-            entry.connection.set_exception(exc)
+        except Exception as exc:
+            _settle(entry.address, exc)
+            _settle(entry.connection, exc)
             return
         if not addresses:
             error = OSError("no address")
-            entry.address.set_exception(error)
-            entry.connection.set_exception(error)
+            _settle(entry.address, error)
+            _settle(entry.connection, error)
             return
-        if not entry.address.done():
-            entry.address.set_result(addresses[0])
+        _settle(entry.address, addresses[0])
         family = socket.AF_INET6 if ":" in addresses[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect((addresses[0], port))
-        except BaseException as exc:
+        except Exception as exc:
             sock.close()
-            entry.connection.set_exception(exc)
+            _settle(entry.connection, exc)
         else:
             sock.setblocking(False)
-            entry.connection.set_result(sock)
+            if not _settle(entry.connection, sock):
+                sock.close()
 
     threading.Thread(target=work, name=f"preflight-early-{key}:{port}", daemon=True).start()
 
@@ -116,10 +128,10 @@ async def take(address: str, port: int) -> socket.socket | None:
         candidates = [entry for entry in _early if entry.port == port]
     future: Future[socket.socket] | None = None
     for entry in candidates:
-        try:  # known as soon as the look-up is (a moment after, for a second port)
-            if await asyncio.wrap_future(entry.address) != address:
-                continue
-        except OSError:
+        # Known as soon as the look-up is (a moment after, for a second port); a failed
+        # look-up is the probe's own look-up's to report.
+        outcome = await asyncio.gather(asyncio.wrap_future(entry.address), return_exceptions=True)
+        if outcome[0] != address:
             continue
         with _lock:
             if entry in _early:  # not taken meanwhile

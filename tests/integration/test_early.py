@@ -186,3 +186,13 @@ def test_the_command_reports_a_refused_port_as_before() -> None:
     smtp = json.loads(done.stdout)["accounts"][0]["checks"][2]
     assert (smtp["code"], done.returncode) == ("connect_refused", 1)
     assert f"connection to port {port} refused" in smtp["message"]
+
+
+@pytest.mark.asyncio
+async def test_a_failed_early_look_up_is_the_probes_to_report() -> None:
+    """A name that does not resolve: the early look-up's error is the one the probe's
+    look-up raises (as the system resolver would), and nothing is claimed."""
+    _early.start("no-such-host.invalid", 587, 5.0)
+    with pytest.raises(socket.gaierror):
+        await _resolve_system("no-such-host.invalid")
+    assert await _early.take("127.0.0.1", 587) is None
