@@ -16,7 +16,14 @@ import random
 import ssl
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from preflight._limits import HostLimit
@@ -446,22 +453,18 @@ async def _reprobe(name: str, account: Account, options: CheckOptions, run: Shar
     deadline = asyncio.get_running_loop().time() + options.timeout
     probe = probe_smtp if name == "smtp" else probe_imap
     host = account.smtp_host if name == "smtp" else account.imap_host
-    task = asyncio.ensure_future(
+    result = await _within(
+        name,
         probe(
             account,
             asyncio.shield(run.lookup(host)),
             options,
             make_context(options.ca_file, options.insecure),
             deadline,
-        )
+        ),
+        deadline,
+        options,
     )
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout_at(deadline + 1.0):
-            await asyncio.wait({task})
-    if not task.done():
-        task.cancel()
-        await asyncio.wait({task})
-    result = _outcome(name, task, options)
     if result.status is Status.FAIL:
         details = {**result.details, "attempts": 2}
         result = dataclasses.replace(result, details=details)
@@ -614,7 +617,8 @@ async def _roundtrip(
         return skipped("roundtrip", f"not run: the {' and '.join(failed)} check did not pass")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout
-    task = asyncio.ensure_future(
+    return await _within(
+        "roundtrip",
         probe_roundtrip(
             account,
             asyncio.shield(run.lookup(account.smtp_host)),
@@ -622,15 +626,25 @@ async def _roundtrip(
             options,
             make_context(options.ca_file, options.insecure),
             deadline,
-        )
+        ),
+        deadline,
+        options,
     )
+
+
+async def _within(
+    name: str, check: Coroutine[Any, Any, CheckResult], deadline: float, options: CheckOptions
+) -> CheckResult:
+    """One check that keeps its own ``deadline``, held to it plus a second when it
+    cannot (a machine too busy): what is unfinished then is reported as a timeout."""
+    task = asyncio.ensure_future(check)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout_at(deadline + 1.0):
             await asyncio.wait({task})
     if not task.done():
         task.cancel()
         await asyncio.wait({task})
-    return _outcome("roundtrip", task, options)
+    return _outcome(name, task, options)
 
 
 async def _domain(
