@@ -224,6 +224,54 @@ def _check_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+#: How a command reaches SmartLead (submit, audit): the key, the URL, the rate limits.
+_PLATFORM_OPTIONS = [
+    click.option(
+        "--api-key-file",
+        type=click.Path(dir_okay=False),
+        metavar="PATH",
+        help="Read the API key from the first line of PATH (else SMARTLEAD_API_KEY).",
+    ),
+    click.option(
+        "--base-url",
+        default="https://server.smartlead.ai/api/v1",
+        show_default=True,
+        metavar="URL",
+        help="The API's base URL (a proxy, or a test server): http:// or https://.",
+    ),
+    click.option(
+        "--rate-per-minute",
+        type=click.IntRange(1, 100_000),
+        default=60,
+        show_default=True,
+        help="API calls per minute at most.",
+    ),
+    click.option(
+        "--burst",
+        type=click.IntRange(1, 10_000),
+        default=10,
+        show_default=True,
+        help="API calls per second at most.",
+    ),
+    click.option(
+        "--max-retry-wait",
+        type=click.FloatRange(0, 86_400),
+        default=120.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Longest wait a 429's Retry-After may impose; beyond it the call is given up "
+        "(submit: the account is not sent).",
+    ),
+]
+
+
+def _platform_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options every command that calls SmartLead shares."""
+    for option in reversed(_PLATFORM_OPTIONS):
+        command = option(command)
+    return command
+
+
 _CHECK_HELP = """Check accounts for real: payload, MX records, SMTP and IMAP logins.
 
 ACCOUNTS is a file of accounts (JSON object, JSON array, JSON Lines or CSV with
@@ -579,14 +627,18 @@ def _writer_and_progress(
     from preflight.cli._render import make_writer, use_color
 
     writer = make_writer(flags["output_format"], out, color=use_color(out), submit=submit)
-    show = not flags.get("quiet") and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-    if not show:
+    if not _shows_progress(flags):
         return writer, None
     total = _count_accounts(accounts)
     if total is not None and flags.get("shard"):
         k, n = flags["shard"]
         total = max(0, total - (k - 1) + n - 1) // n  # the indices k-1, k-1+n, ...
     return writer, Progress(sys.stderr, total)
+
+
+def _shows_progress(flags: dict[str, Any]) -> bool:
+    """A progress line on standard error: a terminal, no --quiet, no NO_COLOR."""
+    return not flags.get("quiet") and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _count_accounts(accounts: str | None) -> int | None:
@@ -662,47 +714,13 @@ Examples:
     "no key or journal needed.",
 )
 @click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False),
-    metavar="PATH",
-    help="Read the API key from the first line of PATH (else SMARTLEAD_API_KEY).",
-)
-@click.option(
-    "--base-url",
-    default="https://server.smartlead.ai/api/v1",
-    show_default=True,
-    metavar="URL",
-    help="The API's base URL (a proxy, or a test server): http:// or https://.",
-)
-@click.option(
     "--journal",
     "journal_path",
     type=click.Path(),
     metavar="PATH",
     help="The journal of outcomes, for resuming.  [default: ACCOUNTS.journal.jsonl]",
 )
-@click.option(
-    "--rate-per-minute",
-    type=click.IntRange(1, 100_000),
-    default=60,
-    show_default=True,
-    help="Saves per minute at most.",
-)
-@click.option(
-    "--burst",
-    type=click.IntRange(1, 10_000),
-    default=10,
-    show_default=True,
-    help="Saves per second at most.",
-)
-@click.option(
-    "--max-retry-wait",
-    type=click.FloatRange(0, 86_400),
-    default=120.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Longest wait a 429's Retry-After may impose; beyond it the account is not sent.",
-)
+@_platform_options
 @_check_options
 def submit(accounts: str, **flags: Any) -> None:
     import asyncio

@@ -25,6 +25,8 @@ from preflight.cli import (
     _interrupted,
     _options,
     _output,
+    _platform_options,
+    _shows_progress,
 )
 
 _AUDIT_HELP = """Re-check the accounts already on SmartLead, before they disconnect.
@@ -90,41 +92,7 @@ def _audit_options(command: Any) -> Any:
     help="An earlier run's report (--format json or jsonl): warn of every sending "
     "domain whose SPF, DMARC or DKIM got worse since (domain_worse).",
 )
-@click.option(
-    "--api-key-file",
-    type=click.Path(dir_okay=False),
-    metavar="PATH",
-    help="Read the API key from the first line of PATH (else SMARTLEAD_API_KEY).",
-)
-@click.option(
-    "--base-url",
-    default="https://server.smartlead.ai/api/v1",
-    show_default=True,
-    metavar="URL",
-    help="The API's base URL (a proxy, or a test server): http:// or https://.",
-)
-@click.option(
-    "--rate-per-minute",
-    type=click.IntRange(1, 100_000),
-    default=60,
-    show_default=True,
-    help="API calls per minute at most.",
-)
-@click.option(
-    "--burst",
-    type=click.IntRange(1, 10_000),
-    default=10,
-    show_default=True,
-    help="API calls per second at most.",
-)
-@click.option(
-    "--max-retry-wait",
-    type=click.FloatRange(0, 86_400),
-    default=120.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Longest wait a 429's Retry-After may impose.",
-)
+@_platform_options
 @_audit_options
 def audit(**flags: Any) -> None:
     import asyncio
@@ -155,11 +123,9 @@ def audit(**flags: Any) -> None:
         filters["username"] = flags["username"]
     if flags["failing"]:
         filters["isSmtpSuccess"] = False
-    import os
 
     baseline = _baseline(flags["baseline"]) if flags["baseline"] else None
-    show = not flags["quiet"] and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
-    progress: Any = Progress(sys.stderr) if show else None
+    progress: Any = Progress(sys.stderr) if _shows_progress(flags) else None
     all_ok = True
     emitted = 0
     total: int | None = None
