@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -28,6 +29,7 @@ from fixtures.accounts import valid_payload
 from fixtures.dns_server import DnsServer, Zone
 from fixtures.pytest_support import unavailable
 from fixtures.stack import Stack
+from fixtures.threaded import threaded_server
 from preflight.discover import suggest_alternatives
 from preflight.options import CheckOptions
 
@@ -42,6 +44,7 @@ class Ports:
     ``greet`` is off; 25 is closed. Counts the connections each port accepted."""
 
     greet: bool = True
+    stop: threading.Event = field(default_factory=threading.Event)
     accepted: Counter[int] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,42 +75,23 @@ class Ports:
                     conn.sendall(b"250-alternatives.test\r\n250 8BITMIME\r\n")
 
 
+def _serve_port(ports: Ports, port: int, conn: socket.socket, _: object) -> None:
+    ports.serve(port, conn, ports.stop)
+
+
 @contextlib.contextmanager
 def servers(*, greet: bool = True) -> Iterator[Ports]:
     if os.geteuid() != 0:
         unavailable("binding ports 465 and 587 needs root")
     ports = Ports(greet=greet)
-    stop = threading.Event()
-    listeners = [socket.create_server((HOST, port), backlog=64) for port in (465, 587)]
-    threads: list[threading.Thread] = []
-
-    def accept(listener: socket.socket) -> None:
-        port = listener.getsockname()[1]
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=ports.serve, args=(port, conn, stop), daemon=True)
-            thread.start()
-            threads.append(thread)
-
-    acceptors = [threading.Thread(target=accept, args=(x,), daemon=True) for x in listeners]
-    for thread in acceptors:
-        thread.start()
-    try:
-        yield ports
-    finally:
-        stop.set()
-        for thread in acceptors:
-            thread.join()
-        for listener in listeners:
-            listener.close()
-        for thread in threads:
-            thread.join(timeout=5)
+    with contextlib.ExitStack() as running:
+        for port in (465, 587):
+            handle = functools.partial(_serve_port, ports, port)
+            running.enter_context(threaded_server(handle, (HOST, port), backlog=64, join_timeout=5))
+        try:
+            yield ports
+        finally:
+            ports.stop.set()  # before the servers join their connections' threads
 
 
 @pytest.fixture

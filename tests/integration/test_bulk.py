@@ -25,6 +25,7 @@ from dnslib import MX, QTYPE, RR, A, DNSRecord  # type: ignore[import-untyped]  
 
 import preflight
 from fixtures.dns_server import DnsServer, Zone
+from fixtures.threaded import threaded_server
 from preflight.options import CheckOptions, Timeouts
 
 DOMAIN = "bulk.test"
@@ -130,33 +131,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
 @contextlib.contextmanager
 def stub_server(behaviour: str, pause: float = 0.3) -> Iterator[tuple[Stub, int]]:
     stub = Stub(behaviour, pause)
-    server = socket.create_server(("127.0.0.1", 0), backlog=512)
-    server.settimeout(0.1)
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=stub.serve, args=(conn,), daemon=True)
-            thread.start()
-            threads.append(thread)
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    try:
-        yield stub, server.getsockname()[1]
-    finally:
-        stop.set()
-        acceptor.join()
-        server.close()
-        for thread in threads:
-            thread.join(timeout=15)
+    with threaded_server(lambda conn, _: stub.serve(conn), backlog=512) as (port, _):
+        yield stub, port
 
 
 def body(n: int, port: int, imap_port: int | None = None, **changes: Any) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from fixtures.threaded import threaded_server
 from preflight import _early
 from preflight._net import ConnectFailure, open_socket
 from preflight._resolver import _resolve_system
@@ -67,33 +68,8 @@ class Server:
 @contextlib.contextmanager
 def server() -> Iterator[tuple[Server, int]]:
     state = Server()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, peer = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=state.serve, args=(conn, peer), daemon=True)
-            thread.start()
-            threads.append(thread)
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    try:
-        yield state, listener.getsockname()[1]
-    finally:
-        stop.set()
-        acceptor.join()
-        listener.close()
-        for thread in threads:
-            thread.join(timeout=10)
+    with threaded_server(state.serve, join_timeout=10) as (port, _):
+        yield state, port
 
 
 def free_port() -> int:

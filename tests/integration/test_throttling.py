@@ -21,6 +21,7 @@ from dnslib import MX, QTYPE, RR, A  # type: ignore[import-untyped]  # no type i
 
 import preflight
 from fixtures.dns_server import DnsServer, Zone
+from fixtures.threaded import threaded_server
 from preflight.options import CheckOptions, Timeouts
 
 DOMAIN = "throttle.test"
@@ -111,33 +112,8 @@ class Throttling:
 @contextlib.contextmanager
 def throttling_server() -> Iterator[tuple[Throttling, int]]:
     state = Throttling()
-    server = socket.create_server(("127.0.0.1", 0), backlog=128)
-    server.settimeout(0.1)
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-
-    def accept() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            thread = threading.Thread(target=state.serve, args=(conn,), daemon=True)
-            thread.start()
-            threads.append(thread)
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-    try:
-        yield state, server.getsockname()[1]
-    finally:
-        stop.set()
-        acceptor.join()
-        server.close()
-        for thread in threads:
-            thread.join(timeout=10)
+    with threaded_server(lambda conn, _: state.serve(conn), join_timeout=10) as (port, _):
+        yield state, port
 
 
 @pytest.fixture
