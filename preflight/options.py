@@ -10,9 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["CheckOptions", "Security", "Timeouts", "parse_server"]
+__all__ = [
+    "DEFAULT_DOMAIN_BLOCKLISTS",
+    "DEFAULT_IP_BLOCKLISTS",
+    "CheckOptions",
+    "Security",
+    "Timeouts",
+    "parse_server",
+]
 
 Security = Literal["ssl", "starttls", "plain"]
+
+# --- The blocklist check's defaults (issue 14; what each answer means: README) ---
+#: Domain blocklists the sending domain is looked up in (``DOMAIN.ZONE``).
+DEFAULT_DOMAIN_BLOCKLISTS: tuple[str, ...] = ("dbl.spamhaus.org", "multi.surbl.org")
+#: IP blocklists an own SMTP server's addresses are looked up in (reversed, ``.ZONE``).
+DEFAULT_IP_BLOCKLISTS: tuple[str, ...] = (
+    "zen.spamhaus.org",
+    "b.barracudacentral.org",
+    "bl.spamcop.net",
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,15 @@ class CheckOptions:
     throttle_retry: float | None = 2.0
     #: The name preflight gives itself in EHLO.
     local_hostname: str = "preflight.localhost"
+    # --- The blocklist check (issue 14) ---
+    #: Look the sending domain and an own SMTP server's addresses up in DNS
+    #: blocklists, and check the server's reverse DNS: the `blocklist` check.
+    check_blocklist: bool = True
+    #: Zones for the sending domain (``DOMAIN.ZONE``); empty: none.
+    domain_blocklists: tuple[str, ...] = DEFAULT_DOMAIN_BLOCKLISTS
+    #: Zones for the SMTP server's IPv4/IPv6 addresses (reversed); empty: none. Only
+    #: for servers of their own: a big provider's shared addresses say nothing.
+    ip_blocklists: tuple[str, ...] = DEFAULT_IP_BLOCKLISTS
 
 
 def parse_server(value: str, default_port: int = 53) -> tuple[str, int]:

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECK_NAMES", "AccountReport", "CheckResult", "Code", "Status", "skipped"]
 
-#: The checks, in report order: the contract's four, then `domain` (an extension).
-CHECK_NAMES: Final = ("payload", "mx", "smtp", "imap", "domain")
+#: The checks, in report order: the contract's four, then `domain` and `blocklist`
+#: (extensions).
+CHECK_NAMES: Final = ("payload", "mx", "smtp", "imap", "domain", "blocklist")
 
 
 class Status(StrEnum):
@@ -72,6 +73,12 @@ class Code(StrEnum):
     ROUNDTRIP_SEND_REFUSED = "roundtrip_send_refused"
     ROUNDTRIP_NOT_DELIVERED = "roundtrip_not_delivered"
     ROUNDTRIP_JUNK = "roundtrip_junk"
+    # The `blocklist` check (an extension, issue 14): the sending domain and the own
+    # SMTP server's addresses on DNS blocklists, and the server's reverse DNS.
+    BLOCKLISTED = "blocklisted"
+    BLOCKLIST_UNAVAILABLE = "blocklist_unavailable"
+    RDNS_MISSING = "rdns_missing"
+    RDNS_MISMATCH = "rdns_mismatch"
     # `preflight audit` (an extension: accounts already on SmartLead). The `audit`
     # check's warnings, each with its own code, and the `fetch` check's failure.
     RECONNECT_NEEDED = "reconnect_needed"

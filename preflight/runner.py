@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import dns.asyncresolver
 
     from preflight._resolver import HostLookup
+    from preflight.checks.blocklist import AddressFindings, ZoneResult
 
 __all__ = [
     "Shared",
@@ -178,6 +179,13 @@ class Shared:
         self._domains: dict[tuple[str, str, str], asyncio.Task[CheckResult]] = {}
         self._alternatives: dict[tuple[str, ...], asyncio.Task[str | None]] = {}
         self._contexts: dict[tuple[str | None, bool], asyncio.Future[ssl.SSLContext]] = {}
+        # The blocklist check's look-ups, one in flight per (domain or address, zones).
+        self._blocklist_domains: dict[
+            tuple[str, tuple[str, ...]], asyncio.Task[tuple[ZoneResult, ...]]
+        ] = {}
+        self._blocklist_addresses: dict[
+            tuple[str, tuple[str, ...]], asyncio.Task[AddressFindings]
+        ] = {}
 
     @property
     def resolver(self) -> dns.asyncresolver.Resolver:
@@ -242,6 +250,38 @@ class Shared:
             task = asyncio.ensure_future(_domain(account, self.options, self, mx, deadline))
             self._domains[key] = task
             task.add_done_callback(lambda _: self._domains.pop(key, None))
+        return task
+
+    # --- The blocklist check (issue 14) ---------------------------------------------
+
+    def blocklist_domain(
+        self, domain: str, zones: tuple[str, ...], deadline: float
+    ) -> asyncio.Task[tuple[ZoneResult, ...]]:
+        """The domain blocklists' answers for ``domain``: one look-up in flight per
+        (domain, zones); once done, the resolver's cache answers later accounts."""
+        from preflight.checks.blocklist import lookup_domain
+
+        key = (domain.lower(), zones)
+        task = self._blocklist_domains.get(key)
+        if task is None:
+            task = asyncio.ensure_future(lookup_domain(domain, zones, self.resolver, deadline))
+            self._blocklist_domains[key] = task
+            task.add_done_callback(lambda _: self._blocklist_domains.pop(key, None))
+        return task
+
+    def blocklist_address(
+        self, address: str, zones: tuple[str, ...], deadline: float
+    ) -> asyncio.Task[AddressFindings]:
+        """The IP blocklists' answers and the reverse DNS of an SMTP server's address:
+        one look-up in flight per (address, zones), like :meth:`blocklist_domain`."""
+        from preflight.checks.blocklist import lookup_address
+
+        key = (address, zones)
+        task = self._blocklist_addresses.get(key)
+        if task is None:
+            task = asyncio.ensure_future(lookup_address(address, zones, self.resolver, deadline))
+            self._blocklist_addresses[key] = task
+            task.add_done_callback(lambda _: self._blocklist_addresses.pop(key, None))
         return task
 
     def alternatives(
@@ -318,6 +358,8 @@ class Shared:
             *self._mx.values(),
             *self._domains.values(),
             *self._alternatives.values(),
+            *self._blocklist_domains.values(),
+            *self._blocklist_addresses.values(),
         ]:
             task.cancel()
 
@@ -515,6 +557,8 @@ async def _probe(
                 tasks["domain"] = group.create_task(
                     _shared(run.domain(account, run.mx(account.email_domain), deadline))
                 )
+            if options.check_blocklist:
+                tasks["blocklist"] = group.create_task(_blocklist(account, options, run, deadline))
             if options.check_imap:
                 tasks["imap"] = group.create_task(
                     probe_imap(
@@ -538,6 +582,7 @@ async def _probe(
         smtp_result,
         imap_result,
         results.get("domain") or skipped("domain", "not run: the domain check is off"),
+        results.get("blocklist") or skipped("blocklist", "not run: the blocklist check is off"),
     )
 
 
@@ -671,6 +716,52 @@ async def _domain(
         smtp_host=account.smtp_host,
         mx_hosts=hosts,
         strict=options.strict,
+    )
+
+
+async def _blocklist(
+    account: Account, options: CheckOptions, run: Shared, deadline: float
+) -> CheckResult:
+    """The sending domain on the domain blocklists and, for a server of the account's
+    own (not a big provider's shared one), its addresses on the IP blocklists and
+    their reverse DNS; the look-ups are shared by the run's accounts."""
+    from preflight import providers
+    from preflight.checks.blocklist import probe_blocklist
+
+    started = time.perf_counter()
+    domain = account.email_domain
+    domain_zones = tuple(options.domain_blocklists)
+    ip_zones = tuple(options.ip_blocklists)
+    domain_results = None
+    if domain_zones and not providers.is_mailbox_domain(domain):
+        domain_results = asyncio.shield(run.blocklist_domain(domain, domain_zones, deadline))
+    address_results = None
+    skipped_ips = None
+    provider = providers.by_host_name(account.smtp_host)
+    if provider is not None:
+        skipped_ips = (
+            f"{account.smtp_host} is {provider.name}'s: its shared addresses say nothing "
+            "about the account"
+        )
+    else:
+        lookup = await asyncio.shield(run.lookup(account.smtp_host))
+        if lookup.addresses:
+            address_results = [
+                asyncio.shield(run.blocklist_address(address, ip_zones, deadline))
+                for address in lookup.addresses
+            ]
+        else:
+            skipped_ips = f"{account.smtp_host} has no address (see the smtp check)"
+    return await probe_blocklist(
+        domain,
+        account.smtp_host,
+        domain_results,
+        address_results,
+        domain_zones=domain_zones,
+        ip_zones=ip_zones,
+        skipped_ips=skipped_ips,
+        strict=options.strict,
+        started=started,
     )
 
 
