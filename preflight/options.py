@@ -90,6 +90,16 @@ class CheckOptions:
     #: for servers of their own: a big provider's shared addresses say nothing.
     ip_blocklists: tuple[str, ...] = DEFAULT_IP_BLOCKLISTS
 
+    def __post_init__(self) -> None:
+        # The blocklist zones: DNS names, lower-cased, as tuples (ValueError if not).
+        from preflight.checks._zones import valid_zone
+
+        for name in ("domain_blocklists", "ip_blocklists"):
+            zones = getattr(self, name)
+            if isinstance(zones, str):
+                raise TypeError(f"{name} is a tuple of zones, not one string: ({zones!r},)")
+            object.__setattr__(self, name, tuple(dict.fromkeys(valid_zone(z) for z in zones)))
+
 
 def parse_server(value: str, default_port: int = 53) -> tuple[str, int]:
     """``host``, ``host:port``, ``[v6]:port`` or ``v6`` -> (host, port)."""

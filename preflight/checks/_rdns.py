@@ -18,6 +18,7 @@ import dns.asyncresolver
 import dns.name
 
 from preflight._resolver import DNS_ERRORS, DnsFailure, dns_failure
+from preflight.checks._zones import ptr_name
 from preflight.report import Code
 
 __all__ = ["Rdns", "check_rdns", "rdns_problems"]
@@ -57,8 +58,6 @@ def _kind(exc: BaseException) -> DnsFailure:
 
 async def check_rdns(address: str, resolver: dns.asyncresolver.Resolver, deadline: float) -> Rdns:
     """The PTR of ``address``, and whether one of its names resolves back to it."""
-    from preflight.checks.blocklist import ptr_name
-
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped

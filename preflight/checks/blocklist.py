@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import re
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ import dns.asyncresolver
 import dns.name
 
 from preflight._resolver import DNS_ERRORS, DnsFailure, dns_failure
+from preflight.checks._zones import domain_query, ip_query, ptr_name, reverse_labels, valid_zone
 from preflight.report import CheckResult, Code, Status
 
 __all__ = [
@@ -60,52 +60,6 @@ Verdict = Literal["listed", "clean", "unavailable"]
 
 #: The longest TXT reason kept (a list's TXT is for humans: a sentence and a URL).
 _REASON_SHOWN: Final = 300
-
-_LABEL: Final = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
-
-
-def valid_zone(zone: str) -> str:
-    """A blocklist zone as given (``dbl.spamhaus.org``, ``KEY.zen.dq.spamhaus.net``),
-    lower-cased and without the final dot; ValueError when it is not a DNS name
-    that leaves room for the longest query (an IPv6 address: 64 characters)."""
-    name = zone.strip().lower().removesuffix(".")
-    labels = name.split(".")
-    if not name or not all(_LABEL.match(label) for label in labels):
-        raise ValueError(f"{zone!r} is not a DNS zone name (e.g. zen.spamhaus.org)")
-    if len(name) > 253 - 64:
-        raise ValueError(f"{zone[:40]!r}...: a zone name that long leaves no room for queries")
-    return name
-
-
-def reverse_labels(address: str) -> str:
-    """The address as a blocklist (and ``in-addr.arpa``/``ip6.arpa``) spells it:
-    IPv4 octets reversed (``4.3.2.1``), IPv6 as 32 nibbles reversed."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:1.2.3.4 is the IPv4 address on the wire
-    if isinstance(ip, ipaddress.IPv4Address):
-        return ".".join(reversed(str(ip).split(".")))
-    return ".".join(reversed(f"{int(ip):032x}"))
-
-
-def ptr_name(address: str) -> str:
-    """The PTR owner name of an address (``4.3.2.1.in-addr.arpa``)."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    suffix = "in-addr.arpa" if ip.version == 4 else "ip6.arpa"
-    return f"{reverse_labels(str(ip))}.{suffix}"
-
-
-def domain_query(domain: str, zone: str) -> str:
-    """The name to ask a domain blocklist: ``example.com.dbl.spamhaus.org``."""
-    return f"{domain.lower().rstrip('.')}.{zone}"
-
-
-def ip_query(address: str, zone: str) -> str:
-    """The name to ask an IP blocklist: ``4.3.2.1.zen.spamhaus.org``."""
-    return f"{reverse_labels(address)}.{zone}"
-
 
 # --- What an answer means ------------------------------------------------------------
 
@@ -239,8 +193,8 @@ async def _ask(
 ) -> ZoneResult:
     """One blocklist query (A, then TXT for a listing's reason), by ``deadline``."""
     loop = asyncio.get_running_loop()
-    name = dns.name.from_text(query)  # absolute: no search domains
     try:
+        name = dns.name.from_text(query)  # absolute: no search domains
         async with asyncio.timeout_at(deadline):
             answer = await resolver.resolve(name, "A", search=False)
     except (*DNS_ERRORS, TimeoutError) as exc:

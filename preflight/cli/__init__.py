@@ -162,6 +162,29 @@ _CHECK_OPTIONS = [
         is_flag=True,
         help="Skip the sending-domain check (SPF, DMARC, DKIM).",
     ),
+    # --- The blocklist check (issue 14) ---
+    click.option(
+        "--no-blocklist-check",
+        is_flag=True,
+        help="Skip the blocklist check (the domain and an own SMTP server on DNS "
+        "blocklists, and the server's reverse DNS).",
+    ),
+    click.option(
+        "--domain-blocklist",
+        "domain_blocklists",
+        multiple=True,
+        metavar="ZONE",
+        help="A domain blocklist to look the sending domain up in (repeatable; replaces "
+        "the defaults dbl.spamhaus.org and multi.surbl.org).",
+    ),
+    click.option(
+        "--ip-blocklist",
+        "ip_blocklists",
+        multiple=True,
+        metavar="ZONE",
+        help="An IP blocklist to look an own SMTP server's addresses up in (repeatable; "
+        "replaces the defaults zen.spamhaus.org, b.barracudacentral.org and bl.spamcop.net).",
+    ),
     _FORMAT_OPTION,
     _INPUT_FORMAT_OPTION,
     click.option(
@@ -393,7 +416,27 @@ def _options(flags: dict[str, Any], *, check_imap: bool = True) -> Any:
         strict=flags["strict"],
         roundtrip=flags["roundtrip"],
         throttle_retry=flags["throttle_retry"] or None,
+        **_blocklist_options(flags),
     )
+
+
+def _blocklist_options(flags: dict[str, Any]) -> dict[str, Any]:
+    """The blocklist check's CheckOptions fields from its flags (zones checked: exit 2)."""
+    values: dict[str, Any] = {"check_blocklist": not flags.get("no_blocklist_check", False)}
+    for name, flag in (
+        ("domain_blocklists", "--domain-blocklist"),
+        ("ip_blocklists", "--ip-blocklist"),
+    ):
+        given = flags.get(name) or ()
+        if not given:
+            continue
+        from preflight.checks._zones import valid_zone
+
+        try:
+            values[name] = tuple(dict.fromkeys(valid_zone(zone) for zone in given))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint=flag) from None
+    return values
 
 
 _ACCOUNT_FLAGS = (
