@@ -257,8 +257,9 @@ class Shared:
     def blocklist_domain(
         self, domain: str, zones: tuple[str, ...], deadline: float
     ) -> asyncio.Task[tuple[ZoneResult, ...]]:
-        """The domain blocklists' answers for ``domain``: one look-up in flight per
-        (domain, zones); once done, the resolver's cache answers later accounts."""
+        """The domain blocklists' answers for ``domain``: looked up once per run and
+        (domain, zones); an answer that could not be had is asked again by the next
+        account that needs it."""
         from preflight.checks.blocklist import lookup_domain
 
         key = (domain.lower(), zones)
@@ -266,14 +267,14 @@ class Shared:
         if task is None:
             task = asyncio.ensure_future(lookup_domain(domain, zones, self.resolver, deadline))
             self._blocklist_domains[key] = task
-            task.add_done_callback(lambda _: self._blocklist_domains.pop(key, None))
+            task.add_done_callback(lambda t: _forget_unavailable(t, key, self._blocklist_domains))
         return task
 
     def blocklist_address(
         self, address: str, zones: tuple[str, ...], deadline: float
     ) -> asyncio.Task[AddressFindings]:
         """The IP blocklists' answers and the reverse DNS of an SMTP server's address:
-        one look-up in flight per (address, zones), like :meth:`blocklist_domain`."""
+        once per run and (address, zones), like :meth:`blocklist_domain`."""
         from preflight.checks.blocklist import lookup_address
 
         key = (address, zones)
@@ -281,7 +282,7 @@ class Shared:
         if task is None:
             task = asyncio.ensure_future(lookup_address(address, zones, self.resolver, deadline))
             self._blocklist_addresses[key] = task
-            task.add_done_callback(lambda _: self._blocklist_addresses.pop(key, None))
+            task.add_done_callback(lambda t: _forget_unavailable(t, key, self._blocklist_addresses))
         return task
 
     def alternatives(
@@ -362,6 +363,21 @@ class Shared:
             *self._blocklist_addresses.values(),
         ]:
             task.cancel()
+
+
+def _forget_unavailable(task: asyncio.Task[Any], key: object, tasks: dict[Any, Any]) -> None:
+    """A blocklist look-up is kept for the run, unless some answer could not be had
+    (a timeout, a refusal): the next account asks again."""
+    if task.cancelled() or task.exception() is not None:
+        tasks.pop(key, None)
+        return
+    result = task.result()
+    zones = result if isinstance(result, tuple) else result.zones
+    rdns = None if isinstance(result, tuple) else result.rdns
+    if any(z.verdict == "unavailable" for z in zones) or (
+        rdns is not None and rdns.result == "unavailable"
+    ):
+        tasks.pop(key, None)
 
 
 async def _shared(future: asyncio.Future[CheckResult]) -> CheckResult:

@@ -1,0 +1,159 @@
+"""The blocklist check's pure parts: query names, zone names, what an answer means."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from preflight.checks._zones import domain_query, ip_query, ptr_name, reverse_labels, valid_zone
+from preflight.checks.blocklist import delist_page, read_answer
+from preflight.options import DEFAULT_DOMAIN_BLOCKLISTS, DEFAULT_IP_BLOCKLISTS, CheckOptions
+from preflight.report import CHECK_NAMES, Code
+
+IPV4 = st.ip_addresses(v=4).map(str)
+IPV6 = st.ip_addresses(v=6).map(str)
+
+
+def test_query_names_as_the_lists_document_them() -> None:
+    """The examples of the issue and of the lists' own pages."""
+    assert ip_query("1.2.3.4", "zen.spamhaus.org") == "4.3.2.1.zen.spamhaus.org"
+    assert domain_query("Example.COM.", "dbl.spamhaus.org") == "example.com.dbl.spamhaus.org"
+    assert ip_query("2001:db8::1", "zen.spamhaus.org") == (
+        "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.spamhaus.org"
+    )
+    assert ptr_name("192.0.2.7") == "7.2.0.192.in-addr.arpa"
+    # An IPv4-mapped IPv6 address is the IPv4 address on the wire.
+    assert reverse_labels("::ffff:192.0.2.7") == "7.2.0.192"
+
+
+@given(IPV4)
+def test_ipv4_reversal_is_the_octets_backwards(address: str) -> None:
+    labels = reverse_labels(address).split(".")
+    assert len(labels) == 4
+    assert ".".join(reversed(labels)) == address
+    assert ptr_name(address) == ipaddress.ip_address(address).reverse_pointer
+
+
+@given(IPV6)
+def test_ipv6_reversal_is_32_nibbles_backwards(address: str) -> None:
+    ip = ipaddress.IPv6Address(address)
+    name = reverse_labels(address)
+    if ip.ipv4_mapped is not None:
+        assert name == reverse_labels(str(ip.ipv4_mapped))
+        return
+    nibbles = name.split(".")
+    assert len(nibbles) == 32
+    assert all(len(n) == 1 and n in "0123456789abcdef" for n in nibbles)
+    assert int("".join(reversed(nibbles)), 16) == int(ip)
+    assert ptr_name(address) == ip.reverse_pointer
+    assert ip_query(address, "zone.test") == f"{name}.zone.test"
+
+
+@pytest.mark.parametrize(
+    "zone", ["zen.spamhaus.org", "ABC123def.zen.dq.spamhaus.net", "b.barracudacentral.org."]
+)
+def test_valid_zones_are_normalized(zone: str) -> None:
+    assert valid_zone(zone) == zone.lower().rstrip(".")
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "",
+        ".",
+        "a..b",
+        "bad zone",
+        "zen.spamhaus.org\x00",
+        "-x.test",
+        "ü.test",
+        "a" * 64 + ".test",
+        ("x" * 60 + ".") * 4 + "test",
+    ],
+)
+def test_invalid_zones_are_refused(zone: str) -> None:
+    with pytest.raises(ValueError, match="zone name"):
+        valid_zone(zone)
+
+
+@given(st.text(max_size=300))
+def test_any_text_is_a_valid_zone_or_a_value_error(text: str) -> None:
+    try:
+        zone = valid_zone(text)
+    except ValueError:
+        return
+    assert zone
+    assert len(zone) <= 253 - 64
+    assert set(zone) <= set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+@pytest.mark.parametrize(
+    ("zone", "answers", "verdict", "words"),
+    [
+        ("dbl.spamhaus.org", ["127.0.1.2"], "listed", "spam domain"),
+        ("dbl.spamhaus.org", ["127.0.1.4"], "listed", "phishing"),
+        ("zen.spamhaus.org", ["127.0.0.2", "127.0.0.4"], "listed", "XBL"),
+        ("zen.spamhaus.org", ["127.0.0.10"], "listed", "PBL"),
+        ("multi.surbl.org", ["127.0.0.80"], "listed", "MW: malware, ABUSE"),
+        ("bl.spamcop.net", ["127.0.0.2"], "listed", "127.0.0.2"),
+        ("zen.spamhaus.org", ["127.255.255.254"], "unavailable", "public or open resolver"),
+        ("zen.spamhaus.org", ["127.255.255.255"], "unavailable", "too many queries"),
+        ("zen.spamhaus.org", ["127.255.255.252"], "unavailable", "mistyped"),
+        ("zen.spamhaus.org", ["127.255.255.250"], "unavailable", "error code"),
+        ("dbl.spamhaus.org", ["127.0.1.255"], "unavailable", "IP queries"),
+        ("multi.surbl.org", ["127.0.0.1"], "unavailable", "refused"),
+        ("zen.spamhaus.org", ["198.51.100.7"], "unavailable", "wildcarding"),
+        ("zen.spamhaus.org", ["127.0.0.2", "127.255.255.254"], "unavailable", "resolver"),
+        ("zen.spamhaus.org", ["not-an-address"], "unavailable", "not an IPv4"),
+    ],
+)
+def test_answers_are_read_with_care(
+    zone: str, answers: list[str], verdict: str, words: str
+) -> None:
+    got, meaning = read_answer(zone, answers)
+    assert (got, words in meaning) == (verdict, True), meaning
+
+
+@given(IPV4.filter(lambda a: not a.startswith("127.")), st.sampled_from(DEFAULT_IP_BLOCKLISTS))
+def test_an_answer_outside_loopback_is_never_a_listing(address: str, zone: str) -> None:
+    assert read_answer(zone, [address])[0] == "unavailable"
+
+
+@given(st.integers(0, 255), st.sampled_from((*DEFAULT_DOMAIN_BLOCKLISTS, "bl.test")))
+def test_spamhaus_error_range_is_never_a_listing(last: int, zone: str) -> None:
+    assert read_answer(zone, [f"127.255.255.{last}"])[0] == "unavailable"
+
+
+def test_delisting_pages_by_operator() -> None:
+    assert delist_page("zen.spamhaus.org") == "https://check.spamhaus.org/"
+    assert delist_page("KEY.zen.dq.spamhaus.net") == "https://check.spamhaus.org/"
+    assert delist_page("b.barracudacentral.org") is not None
+    assert delist_page("bl.spamcop.net") is not None
+    assert delist_page("multi.surbl.org") is not None
+    assert delist_page("notspamhaus.org") is None
+
+
+def test_options_defaults_and_validation() -> None:
+    """The defaults are the documented lists; zones given are checked and normalized."""
+    options = CheckOptions()
+    assert options.check_blocklist is True
+    assert options.domain_blocklists == ("dbl.spamhaus.org", "multi.surbl.org")
+    assert options.ip_blocklists == ("zen.spamhaus.org", "b.barracudacentral.org", "bl.spamcop.net")
+    given_ = CheckOptions(ip_blocklists=["BL.Test.", "bl.test"], domain_blocklists=())  # type: ignore[arg-type]
+    assert (given_.ip_blocklists, given_.domain_blocklists) == (("bl.test",), ())
+    with pytest.raises(TypeError):
+        CheckOptions(ip_blocklists="zen.spamhaus.org")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="not a DNS zone"):
+        CheckOptions(domain_blocklists=("bad zone",))
+
+
+def test_blocklist_check_and_codes_are_registered() -> None:
+    assert CHECK_NAMES.index("blocklist") == CHECK_NAMES.index("domain") + 1
+    assert {c.value for c in Code} >= {
+        "blocklisted",
+        "blocklist_unavailable",
+        "rdns_missing",
+        "rdns_mismatch",
+    }
