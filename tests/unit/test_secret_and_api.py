@@ -155,7 +155,8 @@ def test_codes_are_the_contracts() -> None:
         "domain_worse",
         "fetch_failed",
     }
-    assert {code.value for code in preflight.Code} == expected | domain | audit
+    blocklist = {"blocklisted", "blocklist_unavailable", "rdns_missing", "rdns_mismatch"}
+    assert {code.value for code in preflight.Code} == expected | domain | audit | blocklist
 
 
 def test_smartlead_exports_resolve() -> None:
