@@ -403,19 +403,20 @@ def test_progress_line_on_a_terminal_only(
         env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
         if no_color:
             env["NO_COLOR"] = "1"
-        proc = subprocess.Popen(
-            cli(str(accounts), "--format", "jsonl", *plain_flags(server)),
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            env=env,
-        )
-        os.close(secondary)
-        terminal = read_pty(primary, proc)
-        stdout = proc.stdout.read() if proc.stdout else b""
-        proc.wait(timeout=30)
+        # Standard output to a file, not a pipe: a pipe nobody reads while the pty is
+        # read fills up (64 KiB) and blocks the reports' writer.
+        with (tmp_path / "out.jsonl").open("wb") as out:
+            proc = subprocess.Popen(
+                cli(str(accounts), "--format", "jsonl", *plain_flags(server)),
+                stdout=out,
+                stderr=secondary,
+                env=env,
+            )
+            os.close(secondary)
+            terminal = read_pty(primary, proc)
+            proc.wait(timeout=30)
         os.close(primary)
-        if proc.stdout:
-            proc.stdout.close()
+        stdout = (tmp_path / "out.jsonl").read_bytes()
     assert proc.returncode == 1
     assert len(stdout.splitlines()) == 12
     if no_color:

@@ -128,6 +128,7 @@ def run_check(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
             "--password-env",
             "EARLY_PW",
             "--no-domain-check",
+            "--no-blocklist-check",
             "--format",
             "json",
             *extra,

@@ -128,6 +128,7 @@ async def test_invalid_payload_answered_locally(smartlead: SmartLeadServer) -> N
         "smtp": "skipped",
         "imap": "skipped",
         "domain": "skipped",
+        "blocklist": "skipped",
     }
     fields = {e["field"] for e in report["checks"][0]["details"]["errors"]}
     assert {"smtp_port", "smtp_prot"} <= fields
@@ -227,6 +228,7 @@ async def test_wrong_password_blocked_with_auth_failed(
         "smtp": "auth_failed",
         "imap": "auth_failed",
         "domain": "ok",
+        "blocklist": "ok",
     }
     assert "smtp auth_failed, imap auth_failed" in response.json()["message"]
     assert smartlead.received == []

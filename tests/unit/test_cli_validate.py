@@ -82,8 +82,8 @@ def test_report_shape_follows_contract(tmp_path: Path) -> None:
     assert report["account"] == "john@example.com"
     assert report["ok"] is True
     assert [c["name"] for c in report["checks"]] == list(CHECK_NAMES)
-    assert [c["status"] for c in report["checks"]] == ["pass", "skip", "skip", "skip", "skip"]
-    assert [c["code"] for c in report["checks"]] == ["ok"] + ["skipped"] * 4
+    assert [c["status"] for c in report["checks"]] == ["pass"] + ["skip"] * (len(CHECK_NAMES) - 1)
+    assert [c["code"] for c in report["checks"]] == ["ok"] + ["skipped"] * (len(CHECK_NAMES) - 1)
     for check in report["checks"]:
         assert set(check) >= {"name", "status", "code", "message", "hint", "elapsed_ms", "details"}
 
