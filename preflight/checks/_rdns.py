@@ -101,14 +101,20 @@ async def check_rdns(address: str, resolver: dns.asyncresolver.Resolver, deadlin
 def rdns_problems(rdns: Rdns, smtp_host: str) -> list[tuple[Code, str, str]]:
     """The (code, message, hint) of a reverse DNS that is not right; none when it is."""
     address = rdns.address
+    try:
+        ipaddress.ip_address(smtp_host)
+    except ValueError:
+        name, keep = smtp_host, f" and keep {smtp_host} resolving to {address}"
+    else:  # an address as smtp_host: there is no name to suggest
+        name, keep = "the server's host name (the one it greets with)", ""
     if rdns.result == "missing":
         return [
             (
                 Code.RDNS_MISSING,
                 f"{address} (the SMTP server {smtp_host}) has no reverse DNS (PTR record)",
-                f"Ask the hosting provider of {address} to set its reverse DNS (PTR) to the "
-                f"server's name, e.g. {smtp_host}, and keep {smtp_host} resolving to "
-                f"{address}: many receivers refuse or junk mail from an address without it.",
+                f"Ask the hosting provider of {address} to set its reverse DNS (PTR) to "
+                f"{name}{keep}: many receivers refuse or junk mail from an address "
+                "without it.",
             )
         ]
     if rdns.result == "mismatch":
@@ -123,7 +129,7 @@ def rdns_problems(rdns: Rdns, smtp_host: str) -> list[tuple[Code, str, str]]:
                 f"the reverse DNS of {address} names {names}, which does not resolve back "
                 f"to {address} ({where})",
                 f"Ask the hosting provider of {address} to set its PTR to a name whose "
-                f"A/AAAA record is {address} (e.g. {smtp_host}), or point that name at "
+                f"A/AAAA record is {address} (e.g. {name}), or point that name at "
                 f"{address}: receivers check that the two agree (forward-confirmed "
                 "reverse DNS).",
             )

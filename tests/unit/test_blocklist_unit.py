@@ -157,3 +157,22 @@ def test_blocklist_check_and_codes_are_registered() -> None:
         "rdns_missing",
         "rdns_mismatch",
     }
+
+
+def test_rdns_hints_name_the_host_or_say_there_is_none() -> None:
+    """The reverse-DNS hints suggest the SMTP host's name, never an address as a name."""
+    from preflight.checks._rdns import Rdns, rdns_problems
+
+    ((code, message, hint),) = rdns_problems(Rdns("192.0.2.7", "missing"), "mail.example.com")
+    assert code is Code.RDNS_MISSING
+    assert "192.0.2.7" in message
+    assert "PTR) to mail.example.com and keep mail.example.com resolving to 192.0.2.7" in hint
+    ((_, _, hint),) = rdns_problems(Rdns("192.0.2.7", "missing"), "192.0.2.7")
+    assert "the server's host name" in hint
+    mismatch = Rdns("192.0.2.7", "mismatch", ("other.example",), {"other.example": []})
+    ((code, message, _),) = rdns_problems(mismatch, "mail.example.com")
+    assert code is Code.RDNS_MISMATCH
+    assert "other.example -> nothing" in message
+    timeout = Rdns("192.0.2.7", "unavailable", failure="timeout")
+    assert rdns_problems(timeout, "mail.example.com")[0][0] is Code.DNS_TIMEOUT
+    assert rdns_problems(Rdns("192.0.2.7", "ok"), "mail.example.com") == []
