@@ -319,23 +319,35 @@ def _listed_hint(result: ZoneResult, kind: str) -> str:
     )
 
 
-def _unavailable_hint(results: Sequence[ZoneResult]) -> str:
-    refused = any("resolver" in r.meaning and "127." in r.meaning for r in results)
-    wildcard = any("wildcarding" in r.meaning for r in results)
-    if refused:
+_REFUSED_HINT: Final = (
+    "The list refused the query, so the listing is unknown: run with --dns-server set "
+    "to a resolver of your own (a local unbound or your server's, not 8.8.8.8, 1.1.1.1 "
+    "or 9.9.9.9), or use Spamhaus's free Data Query Service with its key "
+    "(--domain-blocklist KEY.dbl.dq.spamhaus.net --ip-blocklist KEY.zen.dq.spamhaus.net)."
+)
+
+
+def _unavailable_hint(result: ZoneResult) -> str:
+    """What to do when ``result`` could not be had, by what the list answered."""
+    answers = set(result.answers)
+    if "127.255.255.252" in answers:
         return (
-            "The list refused the query, so the listing is unknown: run with --dns-server "
-            "set to a resolver of your own (a local unbound or your server's, not 8.8.8.8, "
-            "1.1.1.1 or 9.9.9.9), or use Spamhaus's free Data Query Service with its key "
-            "(--domain-blocklist KEY.dbl.dq.spamhaus.net --ip-blocklist "
-            "KEY.zen.dq.spamhaus.net)."
+            f"The list says the zone name {result.zone} is mistyped: check "
+            "--domain-blocklist/--ip-blocklist (e.g. dbl.spamhaus.org, zen.spamhaus.org)."
         )
-    if wildcard:
+    if "127.0.1.255" in answers:
         return (
-            "The resolver invents answers for names that do not exist (an ISP's "
-            "'search' redirect), so the lists cannot be read through it: run with "
-            "--dns-server set to a resolver that does not."
+            f"{result.zone} lists domains, not addresses: give it with --domain-blocklist, "
+            "and an IP list (e.g. zen.spamhaus.org) with --ip-blocklist."
         )
+    if any(not a.startswith("127.") for a in answers):
+        return (
+            "The resolver invents answers for names that do not exist (an ISP's 'search' "
+            "redirect), so the lists cannot be read through it: run with --dns-server set "
+            "to a resolver that does not."
+        )
+    if answers:  # 127.255.255.254/.255, 127.0.0.1: the resolver is refused
+        return _REFUSED_HINT
     return (
         "The list did not answer (timeout or SERVFAIL), so the listing is unknown, not "
         "clean: retry, or run with --dns-server set to a resolver that can reach it; "
@@ -360,7 +372,7 @@ def _zone_problems(results: Sequence[ZoneResult], kind: str, problems: _Problems
         problems.add(
             Code.BLOCKLIST_UNAVAILABLE,
             f"could not check {what} on {result.zone}: {result.meaning}",
-            _unavailable_hint([result]),
+            _unavailable_hint(result),
         )
 
 

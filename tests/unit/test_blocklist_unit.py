@@ -176,3 +176,24 @@ def test_rdns_hints_name_the_host_or_say_there_is_none() -> None:
     timeout = Rdns("192.0.2.7", "unavailable", failure="timeout")
     assert rdns_problems(timeout, "mail.example.com")[0][0] is Code.DNS_TIMEOUT
     assert rdns_problems(Rdns("192.0.2.7", "ok"), "mail.example.com") == []
+
+
+@pytest.mark.parametrize(
+    ("answers", "words"),
+    [
+        (("127.255.255.254",), "Data Query Service"),
+        (("127.255.255.255",), "Data Query Service"),
+        (("127.0.0.1",), "Data Query Service"),
+        (("127.255.255.252",), "mistyped"),
+        (("127.0.1.255",), "lists domains, not addresses"),
+        (("198.51.100.7",), "invents answers"),
+        ((), "did not answer"),
+    ],
+)
+def test_unavailable_hints_follow_the_answer(answers: tuple[str, ...], words: str) -> None:
+    from preflight.checks.blocklist import ZoneResult, _unavailable_hint
+
+    result = ZoneResult("zen.spamhaus.org", "192.0.2.7", "q", "unavailable", answers)
+    hint = _unavailable_hint(result)
+    assert words in hint
+    assert "--" in hint  # names the flag to use
