@@ -58,6 +58,9 @@ __all__ = [
 
 Verdict = Literal["listed", "clean", "unavailable"]
 
+#: The most A records of one answer kept (a list answers one to three).
+_ANSWERS_KEPT: Final = 8
+
 #: The longest TXT reason kept (a list's TXT is for humans: a sentence and a URL).
 _REASON_SHOWN: Final = 300
 
@@ -206,7 +209,8 @@ async def _ask(
             DnsFailure.SERVFAIL: "the resolver answered SERVFAIL or REFUSED",
         }.get(kind, f"the query failed ({type(exc).__name__})")
         return ZoneResult(zone, subject, query, "unavailable", meaning=why)
-    answers = tuple(sorted({r.to_text() for r in answer}))
+    # At most a few: a hostile resolver may answer hundreds.
+    answers = tuple(sorted({r.to_text() for r in answer}))[:_ANSWERS_KEPT]
     verdict, meaning = read_answer(zone, answers)
     reason = None
     if verdict == "listed":

@@ -233,6 +233,9 @@ async def test_ipv6_address_listed_with_confirmed_reverse_dns(stack: Stack) -> N
     found = await lookup_address(LISTED_IPV6, (ZONES["ip"], ZONES["domain"]), resolver, deadline)
     assert [z.verdict for z in found.zones] == ["listed", "clean"]
     assert found.zones[0].query.endswith(".8.b.d.0.1.0.0.2." + ZONES["ip"])
+    reason = found.zones[0].reason or ""
+    assert reason.isprintable()  # the escape is not passed on
+    assert 200 < len(reason) <= 300
     assert found.rdns is not None
     assert (found.rdns.result, found.rdns.ptr) == ("ok", ("v6.listed-ip.test",))
 
