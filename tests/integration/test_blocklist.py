@@ -82,6 +82,7 @@ async def test_clean_account_passes_with_what_was_checked(stack: Stack) -> None:
 
 @pytest.mark.asyncio
 async def test_listed_domain_warns_and_fails_under_strict(stack: Stack) -> None:
+    """A listed sending domain: blocklisted (warn), zone, answer and TXT given; strict fails."""
     body = valid_payload(stack, from_email=f"alice@{LISTED_DOMAIN}")
     result = await blocklist(stack, body)
     assert (result.status, result.code) == (Status.WARN, Code.BLOCKLISTED)
@@ -135,6 +136,7 @@ async def test_listed_server_address(stack: Stack) -> None:
 async def test_a_list_that_cannot_answer_is_unavailable_not_clean(
     stack: Stack, role: str, words: str
 ) -> None:
+    """A refusal code, a wildcard, SERVFAIL or silence: unavailable, never clean."""
     zone = ZONES[role]
     result = await blocklist(
         stack,
@@ -187,6 +189,7 @@ async def test_a_silent_list_ends_within_the_account_deadline(stack: Stack) -> N
     ],
 )
 async def test_reverse_dns_problems_warn(stack: Stack, role: str, code: Code, words: str) -> None:
+    """No PTR, or a PTR that does not resolve back: a warning (fail with strict)."""
     result = await blocklist(stack, own_server(stack, role))
     assert (result.status, result.code) == (Status.WARN, code)
     assert words in result.message
@@ -201,6 +204,7 @@ async def test_reverse_dns_problems_warn(stack: Stack, role: str, code: Code, wo
 
 @pytest.mark.asyncio
 async def test_matching_reverse_dns_passes(stack: Stack) -> None:
+    """An own server whose PTR resolves back to its address passes."""
     result = await blocklist(stack, own_server(stack, "matching"))
     assert (result.status, result.code) == (Status.PASS, Code.OK)
     assert result.details["rdns"][0]["ptr"] == [RDNS_HOSTS["matching"][0]]
@@ -267,6 +271,7 @@ async def test_accounts_of_one_run_share_the_look_ups(stack: Stack) -> None:
 
 @pytest.mark.asyncio
 async def test_check_off(stack: Stack) -> None:
+    """check_blocklist=False: the check is skipped and says it is off."""
     result = await blocklist(stack, valid_payload(stack), check_blocklist=False)
     assert (result.status, result.code) == (Status.SKIP, Code.SKIPPED)
     assert "off" in result.message

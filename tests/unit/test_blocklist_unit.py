@@ -31,6 +31,7 @@ def test_query_names_as_the_lists_document_them() -> None:
 
 @given(IPV4)
 def test_ipv4_reversal_is_the_octets_backwards(address: str) -> None:
+    """Any IPv4 address: four labels, the octets backwards, as in-addr.arpa spells it."""
     labels = reverse_labels(address).split(".")
     assert len(labels) == 4
     assert ".".join(reversed(labels)) == address
@@ -39,6 +40,7 @@ def test_ipv4_reversal_is_the_octets_backwards(address: str) -> None:
 
 @given(IPV6)
 def test_ipv6_reversal_is_32_nibbles_backwards(address: str) -> None:
+    """Any IPv6 address: 32 hex nibbles backwards (an IPv4-mapped one: its IPv4 form)."""
     ip = ipaddress.IPv6Address(address)
     name = reverse_labels(address)
     if ip.ipv4_mapped is not None:
@@ -56,6 +58,7 @@ def test_ipv6_reversal_is_32_nibbles_backwards(address: str) -> None:
     "zone", ["zen.spamhaus.org", "ABC123def.zen.dq.spamhaus.net", "b.barracudacentral.org."]
 )
 def test_valid_zones_are_normalized(zone: str) -> None:
+    """A zone name is taken lower-cased and without its final dot (DQS keys included)."""
     assert valid_zone(zone) == zone.lower().rstrip(".")
 
 
@@ -74,12 +77,14 @@ def test_valid_zones_are_normalized(zone: str) -> None:
     ],
 )
 def test_invalid_zones_are_refused(zone: str) -> None:
+    """What is not a DNS name, or leaves no room for a query, is a ValueError."""
     with pytest.raises(ValueError, match="zone name"):
         valid_zone(zone)
 
 
 @given(st.text(max_size=300))
 def test_any_text_is_a_valid_zone_or_a_value_error(text: str) -> None:
+    """Any text: a clean zone name or a ValueError, never anything else."""
     try:
         zone = valid_zone(text)
     except ValueError:
@@ -112,21 +117,25 @@ def test_any_text_is_a_valid_zone_or_a_value_error(text: str) -> None:
 def test_answers_are_read_with_care(
     zone: str, answers: list[str], verdict: str, words: str
 ) -> None:
+    """Listing codes by list; refusal codes, wildcards and junk are unavailable."""
     got, meaning = read_answer(zone, answers)
     assert (got, words in meaning) == (verdict, True), meaning
 
 
 @given(IPV4.filter(lambda a: not a.startswith("127.")), st.sampled_from(DEFAULT_IP_BLOCKLISTS))
 def test_an_answer_outside_loopback_is_never_a_listing(address: str, zone: str) -> None:
+    """An address outside 127.0.0.0/8 is a wildcarding resolver, never a listing."""
     assert read_answer(zone, [address])[0] == "unavailable"
 
 
 @given(st.integers(0, 255), st.sampled_from((*DEFAULT_DOMAIN_BLOCKLISTS, "bl.test")))
 def test_spamhaus_error_range_is_never_a_listing(last: int, zone: str) -> None:
+    """127.255.255.x is an error code on any zone, never a listing."""
     assert read_answer(zone, [f"127.255.255.{last}"])[0] == "unavailable"
 
 
 def test_delisting_pages_by_operator() -> None:
+    """Each default list's operator has its look-up and removal page; others none."""
     assert delist_page("zen.spamhaus.org") == "https://check.spamhaus.org/"
     assert delist_page("KEY.zen.dq.spamhaus.net") == "https://check.spamhaus.org/"
     assert delist_page("b.barracudacentral.org") is not None
@@ -150,6 +159,7 @@ def test_options_defaults_and_validation() -> None:
 
 
 def test_blocklist_check_and_codes_are_registered() -> None:
+    """The check comes right after domain; its four codes are in Code."""
     assert CHECK_NAMES.index("blocklist") == CHECK_NAMES.index("domain") + 1
     assert {c.value for c in Code} >= {
         "blocklisted",
@@ -191,6 +201,7 @@ def test_rdns_hints_name_the_host_or_say_there_is_none() -> None:
     ],
 )
 def test_unavailable_hints_follow_the_answer(answers: tuple[str, ...], words: str) -> None:
+    """The hint of an unavailable list says what to do about what it answered."""
     from preflight.checks.blocklist import ZoneResult, _unavailable_hint
 
     result = ZoneResult("zen.spamhaus.org", "192.0.2.7", "q", "unavailable", answers)
