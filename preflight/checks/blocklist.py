@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import dns.asyncresolver
+import dns.exception
 import dns.name
 
 from preflight._resolver import DNS_ERRORS, DnsFailure, dns_failure
@@ -198,6 +199,10 @@ async def _ask(
     loop = asyncio.get_running_loop()
     try:
         name = dns.name.from_text(query)  # absolute: no search domains
+    except dns.exception.DNSException:  # a long domain and a long zone: over 253
+        why = "the query name would be longer than DNS allows (253 characters)"
+        return ZoneResult(zone, subject, query, "unavailable", meaning=why)
+    try:
         async with asyncio.timeout_at(deadline):
             answer = await resolver.resolve(name, "A", search=False)
     except (*DNS_ERRORS, TimeoutError) as exc:

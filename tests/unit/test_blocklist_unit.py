@@ -208,3 +208,19 @@ def test_unavailable_hints_follow_the_answer(answers: tuple[str, ...], words: st
     hint = _unavailable_hint(result)
     assert words in hint
     assert "--" in hint  # names the flag to use
+
+
+def test_a_query_name_over_the_dns_limit_is_unavailable_without_asking() -> None:
+    """A long domain under a long zone: no query is sent, the list is unavailable."""
+    import asyncio
+
+    from preflight.checks.blocklist import lookup_domain
+
+    class NoResolver:
+        async def resolve(self, *args: object, **kwargs: object) -> object:
+            raise AssertionError("nothing may be asked")
+
+    domain = ".".join(["a" * 60] * 3) + ".test"
+    zone = "x" * 60 + ".example"
+    (result,) = asyncio.run(lookup_domain(domain, (zone,), NoResolver(), 1e12))  # type: ignore[arg-type]
+    assert (result.verdict, "longer than DNS allows" in result.meaning) == ("unavailable", True)
