@@ -433,6 +433,7 @@ def one_account(
     workdir: Path,
     runner: asyncio.Runner,
     command: str,
+    also: str | None = None,
 ) -> None:
     from preflight.options import CheckOptions
     from preflight.runner import check_account
@@ -477,6 +478,11 @@ def one_account(
             ran = run_command([command, "check", "-", "--ca-file", str(ca)], stdin=stdin)
         return checked(ran, "check -")
 
+    def cmd_also() -> float:
+        assert also is not None
+        ran = run_command([also, "check", str(one), "--ca-file", str(ca)])
+        return checked(ran, f"{also} check one.json")
+
     def swaks_curl() -> float:
         smtp = run_command(swaks_argv(body, ca))
         imap = run_command(curl_argv(body, ca))
@@ -499,6 +505,8 @@ def one_account(
         "cmd_stdin": cmd_stdin,
         "swaks_curl": swaks_curl,
     }
+    if also is not None:
+        measure["cmd_also"] = cmd_also
     for run in measure.values():
         run()  # warm up: imports, page cache
     for _ in range(runs):  # interleaved, so that noise spreads over every client
@@ -538,6 +546,10 @@ def print_one(result: OneAccount, delays: Sequence[float]) -> None:
             f"{CLIENTS[c]} {base / result.median(c, delay):.2f}x" for c in ("preflight", *COMMANDS)
         )
         print(f"  faster than swaks then curl at RTT {2 * delay * 1000:g} ms: {ratios}")
+        if "cmd_also" in CLIENTS:
+            other = result.median("cmd_also", delay) / result.median("cmd_file", delay)
+            print(f"  this build's `check one.json` against --also's at RTT "
+                  f"{2 * delay * 1000:g} ms: {other:.3f}x faster")  # fmt: skip
     print(f"  TLS used: {result.tls}")
 
 
@@ -1121,7 +1133,8 @@ def run(args: argparse.Namespace) -> None:
                     for delay in delays:
                         print(f"  one account at {delay:g} ms x {args.runs} ...", flush=True)
                         with latency(addresses, delay, stack, dns_address):
-                            one_account(one, delay / 1000, stack, args.runs, work, runner, command)
+                            one_account(one, delay / 1000, stack, args.runs, work, runner,
+                                        command, args.also)  # fmt: skip
                 print_floor()
                 print_one(one, [d / 1000 for d in delays])
             users = dict(stack.users)
@@ -1193,6 +1206,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preflight", default=str(INSTALLED), metavar="PATH",
                         help="the installed command to measure (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--also", metavar="PATH",
+                        help="another installed preflight command (e.g. an earlier commit's) "
+                        "whose `check one.json` runs interleaved with this tree's, for an A/B "
+                        "ratio in one run")  # fmt: skip
     parser.add_argument("--delay-ms", type=float, default=20.0, help="added each way")
     parser.add_argument("--high-delay-ms", type=float, default=50.0,
                         help="one account again at this delay (0: not)")  # fmt: skip
@@ -1208,6 +1225,8 @@ def main() -> None:
     for part in ("one", "spread", "concentrated", "startup", "memory"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     args = parser.parse_args()
+    if args.also:
+        CLIENTS["cmd_also"] = "`preflight check one.json`, the --also build"
     if os.environ.get(NAMESPACE_ENV) is None:
         sys.exit(enter_namespace())
     run(args)
