@@ -537,8 +537,19 @@ def _early_start(items: Iterator[Any], options: Any) -> Iterator[Any]:
         data = first.data if hasattr(first, "data") else first
         account = parse_account(data).account
         if account is not None:
-            connect = options.timeouts.connect
-            _early.start(account.smtp_host, account.smtp_port, connect)
+            timeouts = options.timeouts
+            connect = timeouts.connect
+            # STARTTLS on SMTP (587, the usual submission port): the early thread also
+            # says EHLO and STARTTLS, the probe begins at the TLS handshake.
+            starttls = options.smtp_security == "starttls" or (
+                options.smtp_security is None and account.smtp_port == 587
+            )
+            prelude = (
+                (options.local_hostname, timeouts.sniff_after, timeouts.command)
+                if starttls
+                else None
+            )
+            _early.start(account.smtp_host, account.smtp_port, connect, prelude=prelude)
             if options.check_imap:
                 _early.start(account.imap_host, account.imap_port, connect)
     return itertools.chain((first,), items)
