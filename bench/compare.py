@@ -406,6 +406,8 @@ class OneAccount:
 
     times: dict[str, dict[float, list[float]]] = field(default_factory=dict)
     tls: str = ""
+    #: One `check one.json` per delay, in JSON: (wall ms, {check: elapsed_ms}).
+    timeline: dict[float, tuple[float, dict[str, float]]] = field(default_factory=dict)
 
     def median(self, client: str, delay: float) -> float:
         return statistics.median(self.times[client][delay])
@@ -512,6 +514,18 @@ def one_account(
     for _ in range(runs):  # interleaved, so that noise spreads over every client
         for name, run in measure.items():
             result.times.setdefault(name, {}).setdefault(delay, []).append(run())
+    # Where one whole process's time goes: each check's own time (from the moment it
+    # starts, after the imports it needs), against the process's wall time.
+    out = workdir / "one-report.json"
+    with out.open("wb") as report:
+        ran = run_command(
+            [command, "check", str(one), "--ca-file", str(ca), "--format", "json"], stdout=report
+        )
+    checks = json.loads(out.read_text())["accounts"][0]["checks"]
+    result.timeline[delay] = (
+        ran.wall * 1000,
+        {c["name"]: c["elapsed_ms"] for c in checks if c["status"] != "skip"},
+    )
 
 
 def print_floor() -> None:
@@ -551,6 +565,11 @@ def print_one(result: OneAccount, delays: Sequence[float]) -> None:
             print(f"  this build's `check one.json` against --also's at RTT "
                   f"{2 * delay * 1000:g} ms: {other:.3f}x faster")  # fmt: skip
     print(f"  TLS used: {result.tls}")
+    print("  one `check one.json` per delay: wall, and each check's own time (ms; a check's "
+          "clock starts once the modules it needs are loaded)")  # fmt: skip
+    for delay, (wall, checks) in sorted(result.timeline.items()):
+        each = ", ".join(f"{name} {ms:.0f}" for name, ms in checks.items())
+        print(f"    {delay * 1000:g} ms each way: wall {wall:.0f}; {each}")
 
 
 # --- 4 and 5: bulk -----------------------------------------------------------------------
