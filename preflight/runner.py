@@ -615,7 +615,7 @@ async def _probe(
         smtp_result,
         imap_result,
         results.get("domain") or skipped("domain", "not run: the domain check is off"),
-        results.get("tracking") or _skipped_tracking(account, options),
+        results.get("tracking") or _skipped_tracking(account),
     )
 
 
@@ -635,7 +635,7 @@ def _outcome(name: str, task: asyncio.Task[CheckResult], options: CheckOptions) 
     )
 
 
-def _skipped_tracking(account: Account, options: CheckOptions) -> CheckResult:
+def _skipped_tracking(account: Account) -> CheckResult:
     if not account.custom_tracking_url:
         return skipped("tracking", "not run: the payload has no custom_tracking_url")
     return skipped("tracking", "not run: the tracking check is off")

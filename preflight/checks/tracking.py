@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from preflight._net import ConnectFailure, open_socket, presented_certificate, tls_handshake
 from preflight._resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
-from preflight._tls import classify_tls_error, describe_der, describe_session
+from preflight._tls import classify_tls_error, describe_der, describe_session, expiry_warning
 from preflight.payload import tracking_url_parts
 from preflight.report import CheckResult, Code, Status
 
@@ -143,7 +143,7 @@ async def _resolve(
     chain = await chain_task
     found.details["cname_chain"] = list(chain)
     found.details["cname"] = chain[0] if chain else None
-    addresses = tuple(a for kind, found_ in answers if kind is None for a in found_)
+    addresses = tuple(a for kind, got in answers if kind is None for a in got)
     found.details["addresses"] = list(addresses)
     if addresses:
         return addresses
@@ -340,6 +340,13 @@ def _result(found: _Found, strict: bool, started: float) -> CheckResult:
         }[details["scheme"]]
         via = f" (CNAME {details['cname']})" if details["cname"] else ""
         message = f"{found.host} resolves{via}" + (f"; {how}" if how else "")
+        soon = expiry_warning(details)
+        if soon is not None:  # a warning in the payload check's shape, code still ok
+            details["warnings"] = [{"message": soon}]
+            hint = f"Renew the certificate of {found.host} before it expires. {_BREAKS}."
+            return CheckResult(
+                "tracking", Status.WARN, Code.OK, f"{message}; {soon}", hint, elapsed, details
+            )
         return CheckResult("tracking", Status.PASS, Code.OK, message, None, elapsed, details)
     code, message, hint = problems[0]
     if len(problems) > 1:

@@ -179,6 +179,18 @@ async def test_bad_certificates(local: Local, role: str, code: Code) -> None:
 
 
 @pytest.mark.asyncio
+async def test_certificate_expiring_soon_is_a_warning(local: Local) -> None:
+    """A valid certificate that expires within 14 days: a warning with code ok, in
+    details.warnings, the hint saying to renew it."""
+    result = await probe(local, f"https://{TRACKING['expiring']}")
+    assert (result.status, result.code) == (Status.WARN, Code.OK)
+    assert result.details["cert_days_left"] < 14
+    (warning,) = result.details["warnings"]
+    assert "expires in" in warning["message"]
+    assert "Renew" in (result.hint or "")
+
+
+@pytest.mark.asyncio
 async def test_mismatch_hint_names_the_certificate_names(local: Local) -> None:
     """A certificate for other names: the hint says which names it is for."""
     result = await probe(local, f"https://{TRACKING['wrong_host']}")
