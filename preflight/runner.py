@@ -179,6 +179,7 @@ class Shared:
         self._alternatives: dict[tuple[str, ...], asyncio.Task[str | None]] = {}
         self._contexts: dict[tuple[str | None, bool], asyncio.Future[ssl.SSLContext]] = {}
         self._dns_loaded: asyncio.Future[None] | None = None
+        self._tracking: dict[tuple[str, str], asyncio.Task[CheckResult]] = {}
 
     @property
     def resolver(self) -> dns.asyncresolver.Resolver:
@@ -273,6 +274,25 @@ class Shared:
             task.add_done_callback(lambda _: self._domains.pop(key, None))
         return task
 
+    def tracking(self, url: str, deadline: float) -> asyncio.Future[CheckResult]:
+        """The tracking check of ``url``'s host, once per run for a (host, scheme): the
+        accounts of one tracking domain share its look-ups and handshake. A result cut
+        short by time is looked at again by the next account that needs it."""
+        from preflight.payload import tracking_url_parts
+
+        scheme, host = tracking_url_parts(url)
+        key = (host, scheme or "")
+        task = self._tracking.get(key)
+        stale = (
+            task is not None
+            and task.done()
+            and (task.cancelled() or task.exception() is not None or _timed_out(task.result()))
+        )
+        if task is None or stale:
+            task = asyncio.ensure_future(_tracking(url, self.options, self, deadline))
+            self._tracking[key] = task
+        return task
+
     def alternatives(
         self,
         protocol: Literal["smtp", "imap"],
@@ -347,6 +367,7 @@ class Shared:
             *self._mx.values(),
             *self._domains.values(),
             *self._alternatives.values(),
+            *self._tracking.values(),
         ]:
             task.cancel()
 
@@ -567,6 +588,10 @@ async def _probe(
                 tasks["domain"] = group.create_task(
                     _shared(run.domain(account, run.mx(account.email_domain), deadline))
                 )
+            if options.check_tracking and account.custom_tracking_url:
+                tasks["tracking"] = group.create_task(
+                    _shared(run.tracking(account.custom_tracking_url, deadline))
+                )
             if options.check_imap:
                 tasks["imap"] = group.create_task(
                     probe_imap(
@@ -590,6 +615,7 @@ async def _probe(
         smtp_result,
         imap_result,
         results.get("domain") or skipped("domain", "not run: the domain check is off"),
+        results.get("tracking") or _skipped_tracking(account),
     )
 
 
@@ -606,6 +632,40 @@ def _outcome(name: str, task: asyncio.Task[CheckResult], options: CheckOptions) 
         "(lower --concurrency); retry, or raise --timeout.",
         options.timeout * 1000,
         {"step": "deadline"},
+    )
+
+
+def _skipped_tracking(account: Account) -> CheckResult:
+    if not account.custom_tracking_url:
+        return skipped("tracking", "not run: the payload has no custom_tracking_url")
+    return skipped("tracking", "not run: the tracking check is off")
+
+
+def _timed_out(result: CheckResult) -> bool:
+    """A tracking result that says nothing for sure: time or the resolver ran out."""
+    return result.code in (Code.DNS_TIMEOUT, Code.DNS_SERVFAIL, Code.TIMEOUT) or (
+        result.code is Code.TRACKING_UNREACHABLE
+        and "in time" in str(result.details.get("https") or "")
+    )
+
+
+async def _tracking(url: str, options: CheckOptions, run: Shared, deadline: float) -> CheckResult:
+    """The tracking domain of ``url`` (see :mod:`preflight.checks.tracking`), once
+    dnspython is loaded (in a thread: :meth:`Shared.dns_loaded`)."""
+    await run.dns_loaded()
+    from preflight.checks.tracking import probe_tracking
+
+    context = await run.tls_context(options)
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+    return await probe_tracking(
+        url,
+        run.resolver,
+        context,
+        remaining,
+        port=options.tracking_port,
+        expected_cname=options.tracking_cname,
+        strict=options.strict,
+        insecure=options.insecure,
     )
 
 
@@ -723,6 +783,7 @@ async def _domain(
         smtp_host=account.smtp_host,
         mx_hosts=hosts,
         strict=options.strict,
+        dkim_selectors=options.dkim_selectors,
     )
 
 
