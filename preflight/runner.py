@@ -766,14 +766,18 @@ async def _domain(
     mx: asyncio.Future[CheckResult],
     deadline: float,
 ) -> CheckResult:
-    """SPF, DMARC and DKIM of the sending domain, once its MX hosts are known (they
-    say which provider SPF must cover)."""
-    mx_result = await asyncio.shield(mx)
-    from preflight.checks.domain import probe_domain  # loaded with dnspython, for mx
+    """SPF, DMARC and DKIM of the sending domain. Its MX hosts say which provider SPF
+    must cover: the questions that do not depend on them go out alongside the MX
+    look-up, the rest once it is done."""
+    await run.dns_loaded()
+    from preflight.checks.domain import probe_domain
 
-    if mx_result.code is Code.DNS_NXDOMAIN:  # already a failure in mx: not repeated
-        return skipped("domain", "not run: the domain does not exist")
-    hosts = [r["exchange"] for r in mx_result.details.get("mx", []) if r["exchange"] != "."]
+    async def hosts() -> list[str] | None:
+        mx_result = await asyncio.shield(mx)
+        if mx_result.code is Code.DNS_NXDOMAIN:  # already a failure in mx: not repeated
+            return None
+        return [r["exchange"] for r in mx_result.details.get("mx", []) if r["exchange"] != "."]
+
     remaining = max(0.0, deadline - asyncio.get_running_loop().time())
     return await probe_domain(
         account.email_domain,
@@ -781,7 +785,7 @@ async def _domain(
         remaining,
         account_type=account.type.value if account.type else None,
         smtp_host=account.smtp_host,
-        mx_hosts=hosts,
+        mx_hosts=hosts(),
         strict=options.strict,
         dkim_selectors=options.dkim_selectors,
     )

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 import dns.asyncresolver
@@ -56,7 +56,7 @@ from preflight.checks.domain._spf import (
     spf_records,
 )
 from preflight.providers import Provider
-from preflight.report import CheckResult, Code, Status
+from preflight.report import CheckResult, Code, Status, skipped
 
 _TYPE_PROVIDER: Final = {"GMAIL": "google-workspace", "OUTLOOK": "microsoft-365"}
 
@@ -229,7 +229,7 @@ async def probe_domain(
     *,
     account_type: str | None = None,
     smtp_host: str | None = None,
-    mx_hosts: Sequence[str] = (),
+    mx_hosts: Sequence[str] | Awaitable[Sequence[str] | None] = (),
     strict: bool = False,
     dkim_selectors: Sequence[str] = (),
 ) -> CheckResult:
@@ -237,12 +237,60 @@ async def probe_domain(
 
     ``account_type`` (the payload's ``type``), ``smtp_host`` and ``mx_hosts`` say which
     provider the SPF record must cover; ``dkim_selectors`` are looked for first.
+    ``mx_hosts`` may be an awaitable, the MX look-up still under way (None when it
+    found that the domain does not exist: then the result is a skip): the questions
+    that do not depend on it (the domain's TXT records, its DMARC record, the DKIM
+    keys of the provider the type or SMTP host implies) go out meanwhile, a round trip
+    saved.
     Problems are ``warn`` (``fail`` when ``strict``, but for ``dmarc_policy_none``, a
     problem only then, and a warning still): one result whose code is the most
     important problem, every problem in ``details.problems``.
     """
     started = time.perf_counter()
     domain = domain.lower().rstrip(".")
+    deadline = asyncio.get_running_loop().time() + timeout
+    if isinstance(mx_hosts, Sequence) or is_provider_domain(domain):
+        if not isinstance(mx_hosts, Sequence):
+            close = getattr(mx_hosts, "close", None)  # a coroutine never awaited
+            if close is not None:
+                close()
+        return await _probe_domain(
+            domain, resolver, deadline, started, account_type, smtp_host,
+            mx_hosts if isinstance(mx_hosts, Sequence) else (), strict, dkim_selectors,
+        )  # fmt: skip
+    async with asyncio.TaskGroup() as group:
+        early = TxtCache(resolver, deadline, group)
+        guess, _ = implied_provider(account_type, smtp_host, ())
+        for name in (
+            domain,
+            f"_dmarc.{domain}",
+            *(f"{s}._domainkey.{domain}" for s in _selectors(guess, dkim_selectors)),
+        ):
+            early.txt(name)
+        hosts = await mx_hosts
+        if hosts is None:
+            early.cancel()
+            return skipped("domain", "not run: the domain does not exist")
+        return await _probe_domain(
+            domain, resolver, deadline, started, account_type, smtp_host, hosts, strict,
+            dkim_selectors, early,
+        )  # fmt: skip
+
+
+async def _probe_domain(
+    domain: str,
+    resolver: dns.asyncresolver.Resolver,
+    deadline: float,
+    started: float,
+    account_type: str | None,
+    smtp_host: str | None,
+    mx_hosts: Sequence[str],
+    strict: bool,
+    dkim_selectors: Sequence[str],
+    asked: TxtCache | None = None,
+) -> CheckResult:
+    """:func:`probe_domain` once the MX hosts are known; ``asked``: the look-ups already
+    under way."""
     provider, source = implied_provider(account_type, smtp_host, mx_hosts)
     # Every key always present, in this order (null or empty when not found or not
     # looked up; details.problems says which), so scripts can rely on the shape.
@@ -273,9 +321,8 @@ async def probe_domain(
         elapsed = (time.perf_counter() - started) * 1000
         return CheckResult("domain", Status.SKIP, Code.SKIPPED, message, None, elapsed, details)
     found = Found(domain, provider, details)
-    deadline = asyncio.get_running_loop().time() + timeout
     async with asyncio.TaskGroup() as group:
-        dns_ = TxtCache(resolver, deadline, group)
+        dns_ = TxtCache(resolver, deadline, group, asked)
         # Every first-level question goes out at once; includes follow as they arrive.
         dns_.txt(domain)
         group.create_task(_check_spf(found, dns_))

@@ -68,11 +68,13 @@ class TxtCache:
         resolver: dns.asyncresolver.Resolver,
         deadline: float,
         group: asyncio.TaskGroup,
+        asked: TxtCache | None = None,
     ) -> None:
         self._resolver = resolver
         self._deadline = deadline
         self._group = group
-        self._tasks: dict[str, asyncio.Task[TxtLookup]] = {}
+        #: ``asked``'s look-ups, already under way (in another group), are reused.
+        self._tasks: dict[str, asyncio.Task[TxtLookup]] = dict(asked._tasks) if asked else {}
 
     def txt(self, name: str) -> asyncio.Task[TxtLookup]:
         key = name.lower().rstrip(".")
@@ -81,6 +83,11 @@ class TxtCache:
             task = self._group.create_task(_lookup_txt(self._resolver, key, self._deadline))
             self._tasks[key] = task
         return task
+
+    def cancel(self) -> None:
+        """Cancel the look-ups still under way."""
+        for task in self._tasks.values():
+            task.cancel()
 
     async def fetch(self, name: str) -> TxtLookup:
         return await self.txt(name)
