@@ -80,6 +80,15 @@ class CheckOptions:
     throttle_retry: float | None = 2.0
     #: The name preflight gives itself in EHLO.
     local_hostname: str = "preflight.localhost"
+    # --- The tracking domain and DKIM selectors (issue 14) ---------------------------
+    #: Check the payload's custom_tracking_url (DNS, CNAME, HTTPS certificate).
+    check_tracking: bool = True
+    #: The host the tracking domain's CNAME must point to; None: any CNAME or address.
+    tracking_cname: str | None = None
+    #: The port of the tracking host's HTTPS (443; tests move it).
+    tracking_port: int = 443
+    #: DKIM selectors to look for first, besides the provider's and the common ones.
+    dkim_selectors: tuple[str, ...] = ()
     # --- The blocklist check (issue 14) ---
     #: Look the sending domain and an own SMTP server's addresses up in DNS
     #: blocklists, and check the server's reverse DNS: the `blocklist` check.

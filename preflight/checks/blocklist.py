@@ -39,6 +39,7 @@ import dns.exception
 import dns.name
 
 from preflight._resolver import DNS_ERRORS, DnsFailure, dns_failure
+from preflight.checks._rdns import Rdns, check_rdns, rdns_problems
 from preflight.checks._zones import domain_query, ip_query, ptr_name, reverse_labels, valid_zone
 from preflight.report import CheckResult, Code, Status
 
@@ -255,7 +256,7 @@ class AddressFindings:
 
     address: str
     zones: tuple[ZoneResult, ...]
-    rdns: Any  # preflight.checks._rdns.Rdns (or None when not checked)
+    rdns: Rdns | None  # None when not checked
 
 
 async def lookup_address(
@@ -267,8 +268,6 @@ async def lookup_address(
     rdns: bool = True,
 ) -> AddressFindings:
     """``address`` in every IP zone, and its reverse DNS, side by side."""
-    from preflight.checks._rdns import check_rdns
-
     asks = asyncio.gather(
         *(_ask(resolver, zone, address, ip_query(address, zone), deadline) for zone in zones)
     )
@@ -403,8 +402,6 @@ async def probe_blocklist(
     own); ``address_results`` is None when the server's addresses are not
     (``skipped_ips`` says why: a big provider, no address).
     """
-    from preflight.checks._rdns import rdns_problems
-
     started = time.perf_counter() if started is None else started
     problems = _Problems()
     details: dict[str, Any] = {
