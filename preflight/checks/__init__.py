@@ -4,6 +4,8 @@
 - :mod:`~preflight.checks.smtp`, :mod:`~preflight.checks.imap`: one real login each;
 - :mod:`~preflight.checks.roundtrip`: send a message to the account and find it;
 - :mod:`~preflight.checks.domain`: SPF, DMARC and DKIM of the sending domain;
+- :mod:`~preflight.checks.blocklist`: the sending domain and an own SMTP server on
+  DNS blocklists, and the server's reverse DNS (:mod:`._rdns`; names: :mod:`._zones`);
 - :mod:`~preflight.checks.tracking`: the payload's custom tracking domain (DNS,
   CNAME, its HTTPS certificate).
 
