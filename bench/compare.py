@@ -239,6 +239,10 @@ class Ran:
     wall: float  # seconds
     cpu: float  # user + system seconds of the child
     code: int
+    system: float = 0.0  # of cpu, the kernel's part
+    #: Times the child went to sleep waiting (voluntary context switches): each is a
+    #: wake-up later, and a wake-up costs CPU beyond the work it wakes for.
+    sleeps: int = 0
 
 
 def run_command(
@@ -264,7 +268,9 @@ def run_command(
     proc.stderr.close()
     if proc.returncode not in (0, 1) and not argv[0].endswith(("swaks", "curl")):
         sys.stderr.write(errors.decode(errors="replace")[-2000:])
-    return Ran(wall, usage.ru_utime + usage.ru_stime, proc.returncode)
+    return Ran(
+        wall, usage.ru_utime + usage.ru_stime, proc.returncode, usage.ru_stime, usage.ru_nvcsw
+    )
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -789,13 +795,16 @@ def print_bulk(title: str, runs: list[BulkRun]) -> None:
     base = next(r for r in runs if r.label.startswith("stdlib"))
     print(
         f"  {'client':<48} {'wall s':>7} {'acc/s':>6} {'x pool':>6} {'CPU s':>6}"
-        f" {'CPU ms/acc':>10} {'machine':>7} {'wrong':>5}  most connections open at once"
+        f" {'CPU ms/acc':>10} {'sys %':>5} {'sleeps/acc':>10} {'machine':>7} {'wrong':>5}"
+        "  most connections open at once"
     )
     for run in runs:
         busy = f"{run.busy * 100:.0f}%" if run.busy is not None else "-"
         print(
             f"  {run.label:<48} {run.ran.wall:>7.1f} {run.rate:>6.1f} {run.rate / base.rate:>6.2f}"
-            f" {run.ran.cpu:>6.1f} {run.ran.cpu / run.accounts * 1000:>10.2f} {busy:>7}"
+            f" {run.ran.cpu:>6.1f} {run.ran.cpu / run.accounts * 1000:>10.2f}"
+            f" {run.ran.system / run.ran.cpu * 100 if run.ran.cpu else 0:>5.0f}"
+            f" {run.ran.sleeps / run.accounts:>10.1f} {busy:>7}"
             f" {run.mismatches:>5}  {run.at_once()}"
         )
         if run.note:
