@@ -547,14 +547,16 @@ def _run_check(
     from preflight.reader import InputError, open_accounts, read_accounts
 
     output_format = flags["output_format"]
-    with _output(flags) as out:
-        writer, progress = _writer_and_progress(flags, out, accounts)
+    with _output(flags) as out, contextlib.ExitStack() as inputs:
+        writer: Writer | None = None
+        progress: Any = None
         failed = False
 
         async def run(items: Any) -> None:
             nonlocal failed
             from preflight.runner import check_many
 
+            assert writer is not None
             async for report in check_many(
                 items,
                 options,
@@ -568,26 +570,32 @@ def _run_check(
 
         try:
             if accounts is None:
-                _asyncio_run(run(_early_start(iter(payloads or ()), options)))
+                items: Iterator[Any] = iter(payloads or ())
             else:
-                with open_accounts(accounts) as stream:
-                    source = "<stdin>" if accounts == "-" else accounts
-                    items: Iterator[Any] = read_accounts(
-                        stream, source=source, fmt=flags["input_format"]
-                    )
-                    if flags.get("shard"):
-                        k, n = flags["shard"]
-                        items = (item for item in items if item.index % n == k - 1)
-                    _asyncio_run(run(_early_start(items, options)))
+                stream = inputs.enter_context(open_accounts(accounts))
+                source = "<stdin>" if accounts == "-" else accounts
+                items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                if flags.get("shard"):
+                    k, n = flags["shard"]
+                    items = (item for item in items if item.index % n == k - 1)
+            # The first account's network gets under way before the writer and the
+            # rest load (preflight._early).
+            items = _early_start(items, options)
+            writer, progress = _writer_and_progress(flags, out, accounts)
+            _asyncio_run(run(items))
         except InputError as exc:
-            _abandon(writer, progress)
+            if writer is not None:
+                _abandon(writer, progress)
             raise InputProblem(str(exc)) from None
         except KeyboardInterrupt:
             # No new work was started after the signal; the checks in flight were
             # cancelled and their connections closed. Keep what is done.
+            if writer is None:
+                writer, progress = _writer_and_progress(flags, out, accounts)
             _interrupted(writer, progress)
         except BaseException:
-            _abandon(writer, progress)
+            if writer is not None:
+                _abandon(writer, progress)
             raise
         _finish(writer, progress)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
@@ -657,13 +665,13 @@ def _output(flags: dict[str, Any]) -> Iterator[TextIO]:
     that stops on an error (unreadable input: exit 2) leaves FILE as it was. A FILE
     that is not a regular file (``/dev/null``, a FIFO) is written in place.
     """
-    import stat
-    import tempfile
-
     path = flags.get("output")
     if not path:
         yield sys.stdout
         return
+    import stat
+    import tempfile
+
     failed = f"{path}: cannot write the output file"
     try:
         mode: int | None = os.stat(path).st_mode
