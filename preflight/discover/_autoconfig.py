@@ -170,9 +170,10 @@ def parse_config(
 
 
 def _username(value: str) -> str | None:
-    """A user name from a document: no control characters, not absurdly long."""
+    """A user name from a document: printable (no control or unassigned characters),
+    not absurdly long; else None (the address is used)."""
     value = value.strip()
-    if not value or len(value) > 320 or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+    if not value or len(value) > 320 or not value.isprintable():
         return None
     return value
 

@@ -456,3 +456,40 @@ def test_cli_text_session_for_an_ispdb_only_domain(stack: Stack, ispdb: IspdbSer
     assert done.returncode == 0, done.stderr
     assert "from Thunderbird's ISPDB (by domain)" in done.stdout
     assert "IMAP user carol" in done.stdout
+
+
+@pytest.mark.needs_local_servers
+def test_check_hints_the_local_part_user_name(stack: Stack, tmp_path: Path) -> None:
+    """A refused IMAP login with a full address on iCloud's IMAP host (here the test
+    Dovecot, by the local DNS): the hint says the user name is the part before the @,
+    from the bundled table, without asking anything else."""
+    from fixtures.dns_server import LOCALPART_IMAP_HOST
+
+    host, port = stack.dns
+    payload = {
+        "from_name": "Someone",
+        "from_email": "someone@preflight.test",
+        "user_name": "someone@preflight.test",
+        "password": "wrong-Pw-1",
+        "smtp_host": stack.mail_host,
+        "smtp_port": stack.smtp["starttls"].port,
+        "imap_host": LOCALPART_IMAP_HOST,
+        "imap_port": stack.imap["ssl"].port,
+        "warmup_enabled": False,
+    }
+    accounts = tmp_path / "account.json"
+    accounts.write_text(json.dumps(payload))
+    done = run_cli(
+        "check", str(accounts), "--format", "json", "--insecure", "--no-domain-check",
+        "--dns-server", f"{host}:{port}", "--dns-for-hosts",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    [account] = report.get("accounts", [report])
+    [imap] = [c for c in account["checks"] if c["name"] == "imap"]
+    assert imap["code"] == "auth_failed"
+    assert imap["hint"].startswith(
+        "iCloud Mail's IMAP user name is the part before the @: set imap_user_name to 'someone'"
+    )
+    [smtp] = [c for c in account["checks"] if c["name"] == "smtp"]
+    assert "part before the @" not in (smtp.get("hint") or "")
