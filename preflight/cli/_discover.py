@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from preflight.discover import Discovery
     from preflight.discover._ispdb import Ispdb
 
-_DEFAULT_ISPDB_URL = "https://autoconfig.thunderbird.net/v1.1/"
+_DEFAULT_ISPDB_URL = "https://autoconfig.thunderbird.net/v1.1/"  # discover._ispdb
 #: Addresses looked up at the same time with --input.
 _CONCURRENCY = 8
 #: Column names that hold the address in a CSV file, when --column is not given.
