@@ -297,6 +297,8 @@ def _many(path: str, options: Any, ispdb: Ispdb | None, flags: dict[str, Any]) -
     from preflight._text import json_text
 
     addresses = list(_read_addresses(path, flags["column"]))
+    if not addresses:
+        raise InputProblem(f"{path}: no addresses in it")
     failed = False
 
     async def run() -> list[Discovery | str]:
@@ -323,7 +325,7 @@ def _many(path: str, options: Any, ispdb: Ispdb | None, flags: dict[str, Any]) -
             failed = True
             missing = ", ".join(m for m in result.missing if m not in ("from_name", "password"))
             click.echo(f"line {line}: {_printable(address)}: not found: {missing}", err=True)
-    sys.exit(EXIT_FAILED if failed or not addresses else EXIT_OK)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 def _printable(text: str) -> str:

@@ -132,7 +132,13 @@ class Ispdb:
             return known if known.cached else _as_cached(known)
         pending = self._pending.get(domain)
         if pending is not None and not pending.done():
-            return _as_cached(await asyncio.shield(pending))
+            try:
+                return _as_cached(await asyncio.shield(pending))
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The look-up that asked gave up (its own deadline): ask for this one.
         future: asyncio.Future[IspdbAnswer] = asyncio.get_running_loop().create_future()
         self._pending[domain] = future
         try:

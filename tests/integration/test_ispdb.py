@@ -261,6 +261,28 @@ async def test_slow_server_within_the_deadline(stack: Stack, ispdb: IspdbServer)
 
 
 @pytest.mark.asyncio
+async def test_shared_request_cut_short_by_one_deadline(stack: Stack, ispdb: IspdbServer) -> None:
+    """Two look-ups of one domain share a request; when the one that made it runs out
+    of time, the other asks again instead of failing with it."""
+    import asyncio
+
+    client = Ispdb(ispdb.base_url)
+    address = f"hal@{D['slow']}"
+    before = requests_for(ispdb, D["slow"])
+
+    async def search(timeout: float) -> Discovery:
+        return await discover(
+            address, options(stack, timeout=timeout), ispdb=client, probe=False, autoconfig=False
+        )
+
+    short, patient = await asyncio.gather(search(0.5), search(15.0))
+    assert short.imap is None
+    assert any("deadline" in note for note in short.notes)
+    assert setting(patient, "imap") == (f"imap.{D['slow']}", 993, "ssl", "ispdb")
+    assert requests_for(ispdb, D["slow"]) == before + 2
+
+
+@pytest.mark.asyncio
 async def test_offline_makes_no_http_request(stack: Stack, ispdb: IspdbServer) -> None:
     """--offline: the table and DNS only; the ISPDB server sees nothing."""
     before = len(ispdb.requests)
