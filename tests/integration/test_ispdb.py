@@ -207,6 +207,7 @@ async def test_local_part_user_names(stack: Stack, ispdb: IspdbServer) -> None:
 
 @pytest.mark.asyncio
 async def test_pop3_only_provider_is_reported(stack: Stack, ispdb: IspdbServer) -> None:
+    """POP3 and SMTP, no IMAP: the SMTP server is kept, the note says SmartLead needs IMAP."""
     result = await find(stack, ispdb, f"dan@{D['pop3_only']}")
     assert result.imap is None
     assert setting(result, "smtp") == (f"smtp.{D['pop3_only']}", 465, "ssl", "ispdb")
@@ -218,6 +219,7 @@ async def test_pop3_only_provider_is_reported(stack: Stack, ispdb: IspdbServer) 
 
 @pytest.mark.asyncio
 async def test_clear_text_only_is_reported_never_chosen(stack: Stack, ispdb: IspdbServer) -> None:
+    """Only clear-text servers listed: neither is chosen, and each protocol's note says so."""
     result = await find(stack, ispdb, f"eve@{D['clear_text']}")
     assert (result.smtp, result.imap) == (None, None)
     notes = [n for n in result.notes if "only clear-text" in n]
@@ -298,6 +300,7 @@ async def test_offline_makes_no_http_request(stack: Stack, ispdb: IspdbServer) -
 
 @pytest.mark.asyncio
 async def test_one_request_per_domain_per_run(stack: Stack, ispdb: IspdbServer) -> None:
+    """Two addresses of one domain in a run: one request, the user names filled in per address."""
     client = Ispdb(ispdb.base_url)
     domain = D["localpart"]
     before = requests_for(ispdb, domain)
@@ -312,6 +315,7 @@ async def test_one_request_per_domain_per_run(stack: Stack, ispdb: IspdbServer) 
 
 @pytest.mark.asyncio
 async def test_disk_cache_and_its_expiry(stack: Stack, ispdb: IspdbServer, tmp_path: Path) -> None:
+    """--cache-dir: a second run asks nothing; an expired or corrupt entry is asked again."""
     domain = D["localpart"]
     cache = tmp_path / "cache"
     before = requests_for(ispdb, domain)
@@ -402,6 +406,7 @@ def test_cli_discover_check_against_the_real_servers(stack: Stack, ispdb: IspdbS
 
 @pytest.mark.needs_local_servers
 def test_cli_discover_check_wrong_password_fails(stack: Stack, ispdb: IspdbServer) -> None:
+    """discover --check with a wrong password: exit 1, auth_failed, the password shown nowhere."""
     user = stack.credentials()[0]
     done = run_cli(
         "discover", user, *cli_flags(stack, ispdb), "--no-probe", "--check",
@@ -462,6 +467,7 @@ def test_cli_input_file_writes_json_lines(stack: Stack, ispdb: IspdbServer, tmp_
 
 
 def test_cli_offline_and_bad_urls(stack: Stack, ispdb: IspdbServer) -> None:
+    """--offline makes no request; a non-https or malformed --ispdb-url is exit 2, no traceback."""
     before = len(ispdb.requests)
     done = run_cli("discover", f"ann@{D['by_mx']}", *cli_flags(stack, ispdb), "--offline")
     assert len(ispdb.requests) == before
@@ -474,6 +480,7 @@ def test_cli_offline_and_bad_urls(stack: Stack, ispdb: IspdbServer) -> None:
 
 
 def test_cli_text_session_for_an_ispdb_only_domain(stack: Stack, ispdb: IspdbServer) -> None:
+    """The text report names the ISPDB as the source and the IMAP user name."""
     done = run_cli("discover", f"carol@{D['localpart']}", *cli_flags(stack, ispdb), "--no-probe")
     assert done.returncode == 0, done.stderr
     assert "from Thunderbird's ISPDB (by domain)" in done.stdout

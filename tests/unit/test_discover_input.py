@@ -22,6 +22,7 @@ _CELL = st.text(alphabet=st.characters(exclude_categories=["Cs", "Cc", "Zl", "Zp
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ADDRESSES, st.booleans())
 def test_one_address_a_line(tmp_path: Path, addresses: list[str], crlf: bool) -> None:
+    """One address a line (comments, blank lines, CRLF): the addresses, in order."""
     path = tmp_path / "leads.txt"
     newline = "\r\n" if crlf else "\n"
     path.write_bytes(("# a comment" + newline + newline.join(addresses) + newline).encode())
@@ -31,6 +32,7 @@ def test_one_address_a_line(tmp_path: Path, addresses: list[str], crlf: bool) ->
 @settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ADDRESSES, st.lists(_CELL, max_size=20), st.sampled_from(["Email", "from_email", "mail"]))
 def test_csv_column(tmp_path: Path, addresses: list[str], names: list[str], header: str) -> None:
+    """A CSV file: the address column by its usual names; quoted commas elsewhere are fine."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["name", header, "notes"])
@@ -43,6 +45,7 @@ def test_csv_column(tmp_path: Path, addresses: list[str], names: list[str], head
 
 
 def test_csv_without_an_address_column_is_a_usage_error(tmp_path: Path) -> None:
+    """No address column: exit 2 naming --column; --column picks any column."""
     path = tmp_path / "leads.csv"
     path.write_text("name,company\nAnn,ACME\n")
     with pytest.raises(click.ClickException, match="no address column") as caught:
@@ -52,6 +55,7 @@ def test_csv_without_an_address_column_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
+    """A file that is not UTF-8 is exit 2, not a traceback."""
     path = tmp_path / "leads.txt"
     path.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(click.ClickException, match="not UTF-8") as caught:

@@ -26,6 +26,7 @@ FIXTURES = sorted(p.name for p in FIXTURE_DIR.iterdir() if p.name != "README.md"
 
 
 def test_every_fixture_overlaps_the_table() -> None:
+    """Each ISPDB-format fixture is for a domain of the bundled table."""
     assert len(FIXTURES) >= 5
     assert all(by_domain(domain) is not None for domain in FIXTURES)
 
@@ -63,6 +64,7 @@ def test_local_part_providers_in_the_table() -> None:
 
 @pytest.mark.asyncio
 async def test_table_skeleton_for_a_local_part_provider() -> None:
+    """An iCloud address from the table: imap_user_name is the local part, nothing asked."""
     from preflight.discover import discover
 
     result = await discover("Some.One@me.com")  # the table: nothing is asked
@@ -77,6 +79,7 @@ async def test_table_skeleton_for_a_local_part_provider() -> None:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2048))
 def test_parse_config_never_raises_anything_else(data: bytes) -> None:
+    """Arbitrary bytes: a document, or AutoconfigError('invalid'), never another exception."""
     try:
         parse_config(data, "a@b.test", "b.test", "ispdb")
     except AutoconfigError as exc:
@@ -109,6 +112,7 @@ def test_parse_config_keeps_only_sane_servers_best_first(
     smtp: list[tuple[str, int, str, str]],
     pop3: list[tuple[str, int, str, str]],
 ) -> None:
+    """Generated documents: valid hosts and ports only, best security first, printable names."""
     document = client_config("b.test", imap=tuple(imap), smtp=tuple(smtp), pop3=tuple(pop3))
     reason = ""
     try:
@@ -144,6 +148,7 @@ def test_parse_config_keeps_only_sane_servers_best_first(
     )
 )
 def test_cache_files_of_any_content_are_ignored_or_sane(tmp_path: Path, content: bytes) -> None:
+    """A cache file of any content is ignored or read as a sane answer, never an exception."""
     client = Ispdb("https://127.0.0.1:9/v1.1/", cache_dir=tmp_path)
     path = client._cache_file("b.test")
     assert path is not None
@@ -153,6 +158,7 @@ def test_cache_files_of_any_content_are_ignored_or_sane(tmp_path: Path, content:
 
 
 def test_cache_entry_round_trip_and_expiry(tmp_path: Path) -> None:
+    """An entry written is read back; another base URL misses; an expired one is ignored."""
     from preflight.discover._ispdb import IspdbAnswer
 
     client = Ispdb("https://127.0.0.1:9/v1.1", cache_dir=tmp_path, ttl=60)
@@ -173,6 +179,7 @@ def test_cache_entry_round_trip_and_expiry(tmp_path: Path) -> None:
 
 
 def test_cache_dir_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
+    """A cache directory that cannot be created is only a cache miss."""
     from preflight.discover._ispdb import IspdbAnswer
 
     blocker = tmp_path / "file"
@@ -190,11 +197,13 @@ def test_cache_dir_that_cannot_be_written_is_no_error(tmp_path: Path) -> None:
     ["http://autoconfig.thunderbird.net/v1.1/", "ftp://x/", "https:///v1.1/", "not a url", ""],
 )
 def test_only_https_ispdb_urls(url: str) -> None:
+    """The ISPDB base URL must be https:// with a host."""
     with pytest.raises(ValueError, match=r"https|URL"):
         parse_base_url(url)
 
 
 def test_ispdb_url_path_gets_its_slash() -> None:
+    """A base URL without a trailing slash gets one; the port is kept."""
     assert parse_base_url("https://mirror.example:8443/ispdb") == (
         "mirror.example",
         8443,
@@ -216,16 +225,19 @@ def test_ispdb_url_path_gets_its_slash() -> None:
     ],
 )
 def test_registrable_domain(host: str, expected: str | None) -> None:
+    """Registrable domains by the Public Suffix List, multi-label suffixes included."""
     assert registrable_domain(host) == expected
 
 
 @given(st.text(max_size=80))
 def test_registrable_domain_never_raises(host: str) -> None:
+    """Any text: None or a suffix of the host name."""
     found = registrable_domain(host)
     assert found is None or host.lower().rstrip(".").endswith(found)
 
 
 def test_user_name_hint() -> None:
+    """The hint names the local part only for a local-part provider's server and a full address."""
     hint = user_name_hint("imap", "imap.mail.me.com", "jo@icloud.com", "Check the password.")
     assert hint == (
         "iCloud Mail's IMAP user name is the part before the @: set imap_user_name to 'jo', "
