@@ -75,7 +75,8 @@ Examples:
     default="text",
     show_default=True,
     help="A readable summary, or one JSON document (payload skeleton and discovery). "
-    "With --check: the check report's format.",
+    "With --check: the check report's format. With --input: json writes each address's "
+    "whole document (payload and discovery) a line instead of the payload alone.",
 )
 @click.option(
     "--dns-server",
@@ -320,7 +321,10 @@ def _many(path: str, options: Any, ispdb: Ispdb | None, flags: dict[str, Any]) -
             failed = True
             click.echo(f"line {line}: {_printable(result)}: skipped", err=True)
             continue
-        click.echo(json_text(result.skeleton()))
+        if flags["output_format"] == "json":
+            click.echo(json_text(result.to_dict()))  # {"payload": ..., "discovery": ...}
+        else:
+            click.echo(json_text(result.skeleton()))
         if not result.found:
             failed = True
             missing = ", ".join(m for m in result.missing if m not in ("from_name", "password"))

@@ -459,6 +459,13 @@ def test_cli_input_file_writes_json_lines(stack: Stack, ispdb: IspdbServer, tmp_
     assert f"dan@{D['pop3_only']}: not found: imap_host, imap_port" in done.stderr
     assert "line 6: " in done.stderr
     assert "skipped" in done.stderr
+    full = run_cli(
+        "discover", "--input", str(addresses), *cli_flags(stack, ispdb), "--no-probe",
+        "--format", "json",
+    )  # fmt: skip
+    documents = [json.loads(line) for line in full.stdout.splitlines()]
+    assert [d["payload"] for d in documents] == lines
+    assert documents[2]["discovery"]["imap"]["source"] == "ispdb-mx"
     plain = tmp_path / "plain.txt"
     plain.write_text(f"# leads\n\ncarol@{D['localpart']}\n")
     one = run_cli("discover", "--input", str(plain), *cli_flags(stack, ispdb), "--no-probe")
