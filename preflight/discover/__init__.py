@@ -11,8 +11,9 @@
   config-v1.1.xml`` and ``https://DOMAIN/.well-known/autoconfig/mail/
   config-v1.1.xml``), over verified TLS only, size-capped and time-bounded;
 - Thunderbird's **ISPDB** (given an :class:`Ispdb`: ``<base>/DOMAIN``, then, when it
-  has no entry and the table does not know the MX, ``<base>/`` the registrable domain
-  of the most preferred MX host, by the Public Suffix List), the same way;
+  has no entry and the table does not know the MX, ``<base>/`` the most preferred MX
+  host less its first label, then its registrable domain by the Public Suffix List),
+  the same way;
 - the ``autodiscover.DOMAIN`` CNAME (Microsoft 365 points it at outlook.com);
 
 and, failing all of that for a protocol, **guesses** host names (``smtp.``/``imap.``,

@@ -264,8 +264,10 @@ def _as_cached(answer: IspdbAnswer) -> IspdbAnswer:
 
 async def ask_ispdb(run: Run, ispdb: Ispdb, mx: asyncio.Task[None]) -> None:
     """Thunderbird's steps 2 and 3: the ISPDB by the address's domain; when it has no
-    entry, by the registrable domain of the most preferred MX host (unless the bundled
-    table already knows that MX: the table comes first for the providers it knows)."""
+    entry, by the domain of the most preferred MX host: the host name less its first
+    label, then its registrable domain (as Thunderbird does, so that
+    ``mail.protection.outlook.com`` can differ from ``outlook.com``). Not by MX when
+    the bundled table already knows that MX: the table comes first for its providers."""
     from preflight.providers import by_mx
 
     answer = await ispdb.get(run, run.domain)
@@ -274,22 +276,36 @@ async def ask_ispdb(run: Run, ispdb: Ispdb, mx: asyncio.Task[None]) -> None:
     await asyncio.wait({mx})
     if not run.mx:
         return
+    host = run.mx[0]
+    names = mx_domains(host)
     known = by_mx(run.mx)
-    base = registrable_domain(run.mx[0])
     if known is not None:
         run.lookups.append(
             Lookup(
                 "ispdb",
-                ispdb.url_for(base or run.mx[0]),
+                ispdb.url_for(names[-1] if names else host),
                 "skipped",
                 f"the bundled table knows MX {known[1]} ({known[0].name})",
             )
         )
         return
-    if base is None or base == run.domain:
-        return
-    answer = await ispdb.get(run, base)
-    _use(run, answer, "ispdb-mx", f"by MX {run.mx[0]}")
+    for name in names:
+        if name == run.domain:
+            continue
+        answer = await ispdb.get(run, name)
+        if _use(run, answer, "ispdb-mx", f"by MX {host}"):
+            return
+
+
+def mx_domains(host: str) -> list[str]:
+    """The names the ISPDB is asked for an MX host: the host less its first label
+    (when that is below the registrable domain), then the registrable domain."""
+    base = registrable_domain(host)
+    if base is None:
+        return []
+    parent = host.strip().rstrip(".").lower().partition(".")[2]
+    names = [parent] if parent != base and parent.endswith("." + base) else []
+    return [*names, base]
 
 
 def _use(run: Run, answer: IspdbAnswer, source: Source, why: str) -> bool:

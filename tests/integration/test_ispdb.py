@@ -56,6 +56,11 @@ def ispdb(stack: Stack) -> Iterator[IspdbServer]:
                     smtp=(("smtp.isp-mail.test", 465, "SSL", "%EMAILADDRESS%"),),
                     name="ISP Mail",
                 ),
+                "big-isp.test": client_config(
+                    "big-isp.test",
+                    imap=(("imap.big-isp.test", 993, "SSL", "%EMAILADDRESS%"),),
+                    smtp=(("smtp.big-isp.test", 465, "SSL", "%EMAILADDRESS%"),),
+                ),
                 D["localpart"]: client_config(
                     D["localpart"],
                     # Plain first in the document: still ranked after SSL and STARTTLS.
@@ -163,6 +168,27 @@ async def test_by_mx_domain(stack: Stack, ispdb: IspdbServer) -> None:
     ]
     assert f"by MX mx1.{D['mx_base']}" in lookups[1][2]
     assert "from Thunderbird's ISPDB (by MX domain)" in render_text(result)
+
+
+@pytest.mark.asyncio
+async def test_by_mx_host_less_its_first_label_first(stack: Stack, ispdb: IspdbServer) -> None:
+    """MX mx1.eu.big-isp.test: eu.big-isp.test is asked, then big-isp.test, as
+    Thunderbird does; the first entry found wins."""
+    result = await find(stack, ispdb, f"ann@{D['by_deep_mx']}")
+    asked = [u.rsplit("/", 1)[1] for u, _, _ in ispdb_lookups(result)]
+    assert asked == [D["by_deep_mx"], "eu.big-isp.test", "big-isp.test"]
+    assert setting(result, "smtp") == ("smtp.big-isp.test", 465, "ssl", "ispdb-mx")
+    ispdb.documents["eu.big-isp.test"] = client_config(
+        "eu.big-isp.test",
+        imap=(("imap.eu.big-isp.test", 993, "SSL", "%EMAILADDRESS%"),),
+        smtp=(("smtp.eu.big-isp.test", 465, "SSL", "%EMAILADDRESS%"),),
+    )
+    try:
+        again = await find(stack, ispdb, f"ann@{D['by_deep_mx']}")
+    finally:
+        del ispdb.documents["eu.big-isp.test"]
+    assert setting(again, "smtp") == ("smtp.eu.big-isp.test", 465, "ssl", "ispdb-mx")
+    assert [u.rsplit("/", 1)[1] for u, _, _ in ispdb_lookups(again)][-1] == "eu.big-isp.test"
 
 
 @pytest.mark.asyncio

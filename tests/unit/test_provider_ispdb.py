@@ -15,7 +15,7 @@ from fixtures.ispdb_server import FIXTURE_DIR, client_config, fixture_document
 from preflight.checks._hints import user_name_hint
 from preflight.discover import AutoconfigError
 from preflight.discover._autoconfig import parse_config
-from preflight.discover._ispdb import Ispdb, parse_base_url, registrable_domain
+from preflight.discover._ispdb import Ispdb, mx_domains, parse_base_url, registrable_domain
 from preflight.discover._model import HOST_RE, SECURITY_ORDER
 from preflight.providers import PROVIDERS, by_domain, get
 
@@ -250,3 +250,19 @@ def test_user_name_hint() -> None:
     assert user_name_hint("smtp", "smtp.web.de", "jo@web.de").startswith(
         "WEB.DE's SMTP user name is the part before the @: set user_name to 'jo'"
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("mx1.isp-mail.test", ["isp-mail.test"]),
+        ("mx1.eu.big-isp.test", ["eu.big-isp.test", "big-isp.test"]),
+        ("a-b.mail.protection.outlook.com", ["mail.protection.outlook.com", "outlook.com"]),
+        ("mx.example.co.uk.", ["example.co.uk"]),
+        ("co.uk", []),
+    ],
+)
+def test_mx_domains(host: str, expected: list[str]) -> None:
+    """The MX host less its first label (when below the registrable domain), then the
+    registrable domain: Thunderbird's two ISPDB look-ups by MX."""
+    assert mx_domains(host) == expected
