@@ -505,6 +505,9 @@ def test_cli_offline_and_bad_urls(stack: Stack, ispdb: IspdbServer) -> None:
     done = run_cli("discover", f"ann@{D['by_mx']}", *cli_flags(stack, ispdb), "--offline")
     assert len(ispdb.requests) == before
     assert done.returncode == 1
+    neither = run_cli("discover", "--offline")
+    assert neither.returncode == 2
+    assert "give one EMAIL or --input FILE" in neither.stderr
     for url in ("http://127.0.0.1/v1.1/", "not a url", "https:///v1.1/"):
         bad = run_cli("discover", "a@b.test", "--ispdb-url", url)
         assert bad.returncode == 2, url
