@@ -259,7 +259,13 @@ def _then_check(result: Discovery, password: str, flags: dict[str, Any]) -> None
     from preflight.discover import render_text
     from preflight.options import CheckOptions
 
-    click.echo(render_text(result), nl=False, err=True)
+    text = render_text(result)
+    # The check follows: not the "Next: fill in ... then run preflight check" line.
+    click.echo(
+        "".join(line for line in text.splitlines(True) if not line.startswith("Next:")),
+        nl=False,
+        err=True,
+    )
     if not result.found:
         click.echo("Nothing to check: the settings were not all found.", err=True)
         sys.exit(EXIT_FAILED)

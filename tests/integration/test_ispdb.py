@@ -422,6 +422,7 @@ def test_cli_discover_check_against_the_real_servers(stack: Stack, ispdb: IspdbS
     assert done.returncode == 0, done.stdout + done.stderr
     assert password not in done.stdout + done.stderr
     assert "from Thunderbird's ISPDB (by domain)" in done.stderr
+    assert "Next:" not in done.stderr  # the check is the next step, done
     report = json.loads(done.stdout)
     [account] = report.get("accounts", [report])
     assert account["ok"] is True
