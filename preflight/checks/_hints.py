@@ -287,13 +287,15 @@ def starttls_broken_hint(protocol: str) -> str:
 
 def user_name_hint(protocol: str, host: str, user: str, hint: str = "") -> str:
     """``hint`` for a refused login, with the user-name advice in front when ``user``
-    is a full address and the bundled table says the provider of ``host`` wants the
-    part before the @ for ``protocol`` (iCloud's IMAP, WEB.DE, Free): no network."""
-    from preflight.providers import by_server_host
+    is a full address of the provider of ``host`` and the bundled table says it wants
+    the part before the @ for ``protocol`` (iCloud's IMAP, WEB.DE, Free): no network."""
+    from preflight.providers import by_domain, by_server_host
 
-    local, at, _ = user.rpartition("@")
+    local, at, domain = user.rpartition("@")
     provider = by_server_host(host)
-    if provider is None or not at or not local:
+    # Only for the provider's own addresses: a custom domain hosted there (iCloud+)
+    # may log in with another account's name.
+    if provider is None or not at or not local or by_domain(domain) is not provider:
         return hint
     if provider.login_name(protocol, user) == user:
         return hint

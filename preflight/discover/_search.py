@@ -39,9 +39,12 @@ _MICROSOFT_365_NOTE = (
 )
 
 
-def _table(provider: Provider, protocol: Protocol, email: str) -> list[Candidate]:
+def _table(provider: Provider, protocol: Protocol, email: str | None) -> list[Candidate]:
+    """The table's servers; with ``email`` (an address of the provider's own domains)
+    the login name each wants. A custom domain hosted there (by MX) may log in with
+    another name (iCloud+: the iCloud account's), so none is given for it."""
     servers: tuple[Server, ...] = provider.smtp if protocol == "smtp" else provider.imap
-    username = provider.login_name(protocol, email)
+    username = provider.login_name(protocol, email) if email else None
     return [
         Candidate(protocol, s.host, s.port, s.security, "table", username=username) for s in servers
     ]
@@ -163,9 +166,7 @@ async def discover(
         )
     table: list[Candidate] = []
     if provider is not None:
-        table = _table(provider.provider, "smtp", run.email) + _table(
-            provider.provider, "imap", run.email
-        )
+        table = _table(provider.provider, "smtp", None) + _table(provider.provider, "imap", None)
     return _assemble(run, chosen, provider, table, started)
 
 
@@ -176,7 +177,7 @@ def _choose(run: Run, protocol: Protocol, provider: ProviderMatch | None) -> Can
     chosen (:func:`_clear_text_only` says so)."""
     table: list[Candidate] = []
     if provider is not None:
-        table = _table(provider.provider, protocol, run.email)[:1]
+        table = _table(provider.provider, protocol, None)[:1]
     strong = provider is not None and provider.via != "spf"
     order: list[list[Candidate]] = [
         [c for c in run.autoconfig if c.security != "plain"],

@@ -232,6 +232,19 @@ async def test_local_part_user_names(stack: Stack, ispdb: IspdbServer) -> None:
 
 
 @pytest.mark.asyncio
+async def test_custom_domain_at_a_local_part_provider_keeps_the_address(
+    stack: Stack, ispdb: IspdbServer
+) -> None:
+    """An iCloud+ custom domain (MX at mail.icloud.com): the table's servers, but no
+    local-part user name (the login there is the iCloud account's, not this one)."""
+    result = await find(stack, ispdb, f"ann@{D['icloud_custom']}")
+    assert result.provider is not None
+    assert (result.provider.provider.id, result.provider.via) == ("icloud", "mx")
+    assert setting(result, "imap") == ("imap.mail.me.com", 993, "ssl", "table")
+    assert "imap_user_name" not in result.skeleton()
+
+
+@pytest.mark.asyncio
 async def test_pop3_only_provider_is_reported(stack: Stack, ispdb: IspdbServer) -> None:
     """POP3 and SMTP, no IMAP: the SMTP server is kept, the note says SmartLead needs IMAP."""
     result = await find(stack, ispdb, f"dan@{D['pop3_only']}")
@@ -535,7 +548,7 @@ def test_check_hints_the_local_part_user_name(stack: Stack, tmp_path: Path) -> N
     payload = {
         "from_name": "Someone",
         "from_email": "someone@preflight.test",
-        "user_name": "someone@preflight.test",
+        "user_name": "someone@icloud.com",
         "password": "wrong-Pw-1",
         "smtp_host": stack.mail_host,
         "smtp_port": stack.smtp["starttls"].port,

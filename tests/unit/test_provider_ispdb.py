@@ -247,6 +247,8 @@ def test_user_name_hint() -> None:
     assert user_name_hint("imap", "imap.mail.me.com", "jo", "h") == "h"
     assert user_name_hint("smtp", "smtp.mail.me.com", "jo@icloud.com", "h") == "h"
     assert user_name_hint("imap", "imap.gmail.com", "jo@gmail.com", "h") == "h"
+    # A custom domain hosted at iCloud (iCloud+) logs in with another account's name.
+    assert user_name_hint("imap", "imap.mail.me.com", "jo@example.test", "h") == "h"
     assert user_name_hint("smtp", "smtp.web.de", "jo@web.de").startswith(
         "WEB.DE's SMTP user name is the part before the @: set user_name to 'jo'"
     )
