@@ -406,6 +406,8 @@ class OneAccount:
 
     times: dict[str, dict[float, list[float]]] = field(default_factory=dict)
     tls: str = ""
+    #: One `check one.json` per delay, in JSON: (wall ms, {check: elapsed_ms}).
+    timeline: dict[float, tuple[float, dict[str, float]]] = field(default_factory=dict)
 
     def median(self, client: str, delay: float) -> float:
         return statistics.median(self.times[client][delay])
@@ -433,6 +435,7 @@ def one_account(
     workdir: Path,
     runner: asyncio.Runner,
     command: str,
+    also: str | None = None,
 ) -> None:
     from preflight.options import CheckOptions
     from preflight.runner import check_account
@@ -477,6 +480,11 @@ def one_account(
             ran = run_command([command, "check", "-", "--ca-file", str(ca)], stdin=stdin)
         return checked(ran, "check -")
 
+    def cmd_also() -> float:
+        assert also is not None
+        ran = run_command([also, "check", str(one), "--ca-file", str(ca)])
+        return checked(ran, f"{also} check one.json")
+
     def swaks_curl() -> float:
         smtp = run_command(swaks_argv(body, ca))
         imap = run_command(curl_argv(body, ca))
@@ -499,11 +507,25 @@ def one_account(
         "cmd_stdin": cmd_stdin,
         "swaks_curl": swaks_curl,
     }
+    if also is not None:
+        measure["cmd_also"] = cmd_also
     for run in measure.values():
         run()  # warm up: imports, page cache
     for _ in range(runs):  # interleaved, so that noise spreads over every client
         for name, run in measure.items():
             result.times.setdefault(name, {}).setdefault(delay, []).append(run())
+    # Where one whole process's time goes: each check's own time (from the moment it
+    # starts, after the imports it needs), against the process's wall time.
+    out = workdir / "one-report.json"
+    with out.open("wb") as report:
+        ran = run_command(
+            [command, "check", str(one), "--ca-file", str(ca), "--format", "json"], stdout=report
+        )
+    checks = json.loads(out.read_text())["accounts"][0]["checks"]
+    result.timeline[delay] = (
+        ran.wall * 1000,
+        {c["name"]: c["elapsed_ms"] for c in checks if c["status"] != "skip"},
+    )
 
 
 def print_floor() -> None:
@@ -538,7 +560,16 @@ def print_one(result: OneAccount, delays: Sequence[float]) -> None:
             f"{CLIENTS[c]} {base / result.median(c, delay):.2f}x" for c in ("preflight", *COMMANDS)
         )
         print(f"  faster than swaks then curl at RTT {2 * delay * 1000:g} ms: {ratios}")
+        if "cmd_also" in CLIENTS:
+            other = result.median("cmd_also", delay) / result.median("cmd_file", delay)
+            print(f"  this build's `check one.json` against --also's at RTT "
+                  f"{2 * delay * 1000:g} ms: {other:.3f}x faster")  # fmt: skip
     print(f"  TLS used: {result.tls}")
+    print("  one `check one.json` per delay: wall, and each check's own time (ms; a check's "
+          "clock starts once the modules it needs are loaded)")  # fmt: skip
+    for delay, (wall, checks) in sorted(result.timeline.items()):
+        each = ", ".join(f"{name} {ms:.0f}" for name, ms in checks.items())
+        print(f"    {delay * 1000:g} ms each way: wall {wall:.0f}; {each}")
 
 
 # --- 4 and 5: bulk -----------------------------------------------------------------------
@@ -1121,7 +1152,8 @@ def run(args: argparse.Namespace) -> None:
                     for delay in delays:
                         print(f"  one account at {delay:g} ms x {args.runs} ...", flush=True)
                         with latency(addresses, delay, stack, dns_address):
-                            one_account(one, delay / 1000, stack, args.runs, work, runner, command)
+                            one_account(one, delay / 1000, stack, args.runs, work, runner,
+                                        command, args.also)  # fmt: skip
                 print_floor()
                 print_one(one, [d / 1000 for d in delays])
             users = dict(stack.users)
@@ -1193,6 +1225,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preflight", default=str(INSTALLED), metavar="PATH",
                         help="the installed command to measure (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--also", metavar="PATH",
+                        help="another installed preflight command (e.g. an earlier commit's) "
+                        "whose `check one.json` runs interleaved with this tree's, for an A/B "
+                        "ratio in one run")  # fmt: skip
     parser.add_argument("--delay-ms", type=float, default=20.0, help="added each way")
     parser.add_argument("--high-delay-ms", type=float, default=50.0,
                         help="one account again at this delay (0: not)")  # fmt: skip
@@ -1208,6 +1244,8 @@ def main() -> None:
     for part in ("one", "spread", "concentrated", "startup", "memory"):
         parser.add_argument(f"--skip-{part}", action="store_true")
     args = parser.parse_args()
+    if args.also:
+        CLIENTS["cmd_also"] = "`preflight check one.json`, the --also build"
     if os.environ.get(NAMESPACE_ENV) is None:
         sys.exit(enter_namespace())
     run(args)

@@ -136,8 +136,11 @@ class ConnectFailure(Exception):
         self.message = message
 
 
-async def open_socket(addresses: tuple[str, ...], port: int, timeout: float) -> socket.socket:
-    """A connected non-blocking socket to the first address that answers."""
+async def open_socket(
+    addresses: tuple[str, ...], port: int, timeout: float, protocol: str | None = None
+) -> socket.socket:
+    """A connected non-blocking socket to the first address that answers (``protocol``:
+    the probe's, for a cold start's early connection, see :func:`preflight._early.take`)."""
     loop = asyncio.get_running_loop()
     refused: list[str] = []
     timed_out: list[str] = []
@@ -145,7 +148,7 @@ async def open_socket(addresses: tuple[str, ...], port: int, timeout: float) -> 
     for address in addresses:
         try:
             # A cold start's connection, opened while the libraries loaded (_early).
-            early = await asyncio.wait_for(_early.take(address, port), timeout)
+            early = await asyncio.wait_for(_early.take(address, port, protocol), timeout)
         except (TimeoutError, OSError):
             early = None  # connected again below: the same outcome, reported the same way
         if early is not None:

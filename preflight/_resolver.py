@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import ipaddress
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
+import dns.exception  # light: the exception classes alone
 
 from preflight.options import CheckOptions, parse_server
 from preflight.report import Code
@@ -33,6 +32,9 @@ __all__ = [
     "make_resolver",
     "resolve_host",
 ]
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
 
 
 class DnsFailure(enum.Enum):
@@ -49,18 +51,26 @@ class DnsFailure(enum.Enum):
 #: which TimeoutError is too).
 DNS_ERRORS: Final = (dns.exception.DNSException, OSError)
 
-#: The one table from exceptions to kinds, most specific first (like httpx's one
-#: mapping from httpcore's exceptions).
-_FAILURES: Final[
-    tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], DnsFailure], ...]
-] = (
-    (dns.resolver.NXDOMAIN, DnsFailure.NXDOMAIN),
-    (dns.resolver.NoAnswer, DnsFailure.NO_ANSWER),
-    (dns.resolver.NoNameservers, DnsFailure.SERVFAIL),  # every server: SERVFAIL or REFUSED
-    ((dns.exception.Timeout, TimeoutError), DnsFailure.TIMEOUT),  # LifetimeTimeout included
-    (dns.resolver.YXDOMAIN, DnsFailure.ERROR),
-    (dns.exception.DNSException, DnsFailure.ERROR),
-)
+
+@functools.cache
+def _failures() -> tuple[
+    tuple[type[BaseException] | tuple[type[BaseException], ...], DnsFailure], ...
+]:
+    """The one table from exceptions to kinds, most specific first (like httpx's one
+    mapping from httpcore's exceptions). Built when first needed: ``dns.resolver``
+    (tens of milliseconds to import) is loaded by then whenever a dnspython exception
+    is being read, and never just for the system resolver's errors."""
+    import dns.resolver
+
+    return (
+        (dns.resolver.NXDOMAIN, DnsFailure.NXDOMAIN),
+        (dns.resolver.NoAnswer, DnsFailure.NO_ANSWER),
+        (dns.resolver.NoNameservers, DnsFailure.SERVFAIL),  # every server: SERVFAIL or REFUSED
+        ((dns.exception.Timeout, TimeoutError), DnsFailure.TIMEOUT),  # LifetimeTimeout included
+        (dns.resolver.YXDOMAIN, DnsFailure.ERROR),
+        (dns.exception.DNSException, DnsFailure.ERROR),
+    )
+
 
 #: getaddrinfo's errors (the system resolver): the name is not there, or the resolver
 #: failed for now (EAI_AGAIN: a SERVFAIL or a timeout behind it).
@@ -77,10 +87,14 @@ def dns_failure(exc: BaseException) -> DnsFailure:
     """The kind of a DNS look-up's exception (one of :data:`DNS_ERRORS`)."""
     if isinstance(exc, socket.gaierror):
         return _GAI_FAILURES.get(exc.errno or 0, DnsFailure.ERROR)
-    for types, kind in _FAILURES:
+    if isinstance(exc, TimeoutError):
+        return DnsFailure.TIMEOUT
+    if not isinstance(exc, dns.exception.DNSException):
+        return DnsFailure.ERROR  # another OSError from the socket
+    for types, kind in _failures():
         if isinstance(exc, types):
             return kind
-    return DnsFailure.ERROR  # another OSError from the socket
+    return DnsFailure.ERROR
 
 
 #: The codes for the sender's domain (the mx and domain checks).
@@ -119,6 +133,9 @@ _HOST_MESSAGES: Final[Mapping[DnsFailure, str]] = MappingProxyType(
 
 def make_resolver(options: CheckOptions) -> dns.asyncresolver.Resolver:
     """An async resolver: the system's, or the one in ``options.dns_server``."""
+    import dns.asyncresolver
+    import dns.resolver
+
     if options.dns_server:
         host, port = parse_server(options.dns_server)
         resolver = dns.asyncresolver.Resolver(configure=False)

@@ -63,6 +63,15 @@ class CheckOptions:
     throttle_retry: float | None = 2.0
     #: The name preflight gives itself in EHLO.
     local_hostname: str = "preflight.localhost"
+    # --- The tracking domain and DKIM selectors (issue 14) ---------------------------
+    #: Check the payload's custom_tracking_url (DNS, CNAME, HTTPS certificate).
+    check_tracking: bool = True
+    #: The host the tracking domain's CNAME must point to; None: any CNAME or address.
+    tracking_cname: str | None = None
+    #: The port of the tracking host's HTTPS (443; tests move it).
+    tracking_port: int = 443
+    #: DKIM selectors to look for first, besides the provider's and the common ones.
+    dkim_selectors: tuple[str, ...] = ()
 
 
 def parse_server(value: str, default_port: int = 53) -> tuple[str, int]:

@@ -43,6 +43,7 @@ __all__ = [
     "access_token_of",
     "parse_account",
     "secret_values",
+    "tracking_url_parts",
 ]
 
 
@@ -61,6 +62,7 @@ class Kind(Enum):
     PERCENT = "percent"  # a number 0-100
     TYPE = "type"
     TOKEN = "token"  # an OAuth token object, secret
+    URL = "url"  # custom_tracking_url: a host name, optionally after http:// or https://
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ _SPECS: Final = (
     FieldSpec("imap_user_name", Kind.TEXT, doc="IMAP user name, if not user_name"),
     FieldSpec("imap_password", Kind.SECRET_TEXT, doc="IMAP password, if not password"),
     FieldSpec("max_email_per_day", Kind.COUNT, doc="daily cap, warmup included"),
-    FieldSpec("custom_tracking_url", Kind.TEXT, doc="custom domain for tracking links"),
+    FieldSpec("custom_tracking_url", Kind.URL, doc="custom domain for tracking links"),
     FieldSpec("bcc", Kind.EMAIL, doc="BCC address for all outgoing mail"),
     FieldSpec("time_to_wait_in_mins", Kind.NUMBER, doc="minimum minutes between emails"),
     FieldSpec("signature", Kind.HTML, doc="signature HTML"),
@@ -116,6 +118,14 @@ _PLAIN_FIELDS: Final = tuple(spec.name for spec in _SPECS if not spec.secret)
 # never an error: the API accepts them and the user may mean it.
 WARMUP_PER_DAY_ADVICE: Final = (10, 20)
 RAMPUP_ADVICE: Final = (2, 5)
+#: What SmartLead's warmup endpoint (POST /email-accounts/{id}/warmup) takes. The save
+#: endpoint stores other values (its own example has a rampup of 2), but a later
+#: warmup change with them is refused: a warning, citing the range.
+WARMUP_RANGES: Final[Mapping[str, tuple[int, int]]] = {
+    "total_warmup_per_day": (1, 50),
+    "daily_rampup": (5, 20),
+    "reply_rate_percentage": (20, 100),
+}
 
 
 class AccountType(StrEnum):
@@ -385,6 +395,123 @@ def _check_host(name: str, value: object) -> tuple[Any, str | None]:
     return value, None
 
 
+_TRACKING_EXAMPLE: Final = "'https://track.example.com'"
+_BROKEN_SCHEME: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/")
+
+
+def _check_tracking_url(name: str, value: object) -> tuple[Any, str | None]:
+    """custom_tracking_url: a host name, optionally after ``http://`` or ``https://``
+    (and a bare ``/``), and nothing else: no user or password, no port, no path, query
+    or fragment, no space or control character. An empty value is "none"."""
+    if not isinstance(value, str):
+        return None, f"{name} must be text (a host name), not {_json_type(value)}"
+    if value == "":
+        return value, None
+    if "@" in value:
+        # user:password@host: never echoed.
+        return None, (
+            f"{name} contains '@' (a user name or password before the host, or an address); "
+            f"give only the host, e.g. {_TRACKING_EXAMPLE} (the value is not shown)"
+        )
+    if _CONTROL.search(value):
+        return None, f"{name} contains a line break or control character: not a host name"
+    if any(ch.isspace() for ch in value):
+        return None, f"{name} {_show(value)} contains spaces"
+    _, error = _split_tracking_url(name, value)
+    return (value, None) if error is None else (None, error)
+
+
+def _split_tracking_url(name: str, value: str) -> tuple[tuple[str | None, str], str | None]:
+    """((scheme or None, ASCII host), None) for a valid custom_tracking_url, else
+    (..., the message)."""
+    scheme: str | None = None
+    rest = value
+    if "://" in value:
+        given, rest = value.split("://", 1)
+        if given.lower() not in ("http", "https"):
+            return (None, ""), (
+                f"{name} {_show(value)} has the scheme {_show(given)}; tracked links are "
+                f"http:// or https:// (best https), e.g. {_TRACKING_EXAMPLE}"
+            )
+        scheme = given.lower()
+    elif _BROKEN_SCHEME.match(value):
+        return (None, ""), (
+            f"{name} {_show(value)} has a malformed scheme (it needs '://'); "
+            f"e.g. {_TRACKING_EXAMPLE}"
+        )
+    elif value.startswith("//"):
+        return (
+            None,
+            "",
+        ), f"{name} {_show(value)} has no scheme before //; e.g. {_TRACKING_EXAMPLE}"
+    if "\\" in rest or "%" in rest:
+        return (None, ""), (
+            f"{name} {_show(value)} contains a backslash or a %-escape: not a host name "
+            f"(browsers read them as a path or another host); e.g. {_TRACKING_EXAMPLE}"
+        )
+    host = rest[:-1] if rest.endswith("/") and rest.count("/") == 1 else rest
+    cut = min((host.find(c) for c in "/?#" if c in host), default=-1)
+    if cut >= 0:
+        return (None, ""), (
+            f"{name} {_show(value)} has a path, query or fragment; SmartLead builds the "
+            f"links' paths itself: give only the host, e.g. {_show(_with(scheme, host[:cut]))}"
+        )
+    if not host:
+        return (None, ""), f"{name} {_show(value)} has no host; e.g. {_TRACKING_EXAMPLE}"
+    if host.startswith("[") or _IPV6ISH.fullmatch(host):
+        return (None, ""), _ip_message(name, value)
+    if "." not in host.removesuffix("."):
+        return (None, ""), (
+            f"{name} is not a fully qualified host name (it has no dot, e.g. "
+            "track.example.com); the value is not shown, as it may be a password in the "
+            "wrong column"
+        )
+    if ":" in host:
+        return (None, ""), (
+            f"{name} {_show(value)} includes a port; tracked links use "
+            f"the scheme's own port: give only the host, e.g. "
+            f"{_show(_with(scheme, host.split(':', 1)[0]))}"
+        )
+    checked, error = _check_host(name, host)
+    if error is not None:
+        return (None, ""), error.replace(f"{name} {_show(host)}", f"{name} {_show(value)}")
+    try:
+        ipaddress.ip_address(checked)
+    except ValueError:
+        pass
+    else:
+        return (None, ""), _ip_message(name, value)
+    ascii_host = host
+    if not host.isascii():
+        import idna
+
+        ascii_host = idna.encode(host, uts46=True).decode("ascii")
+    return (scheme, ascii_host.lower().rstrip(".")), None
+
+
+_IPV6ISH: Final = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*")
+
+
+def _ip_message(name: str, value: str) -> str:
+    return (
+        f"{name} {_show(value)} is an IP address; a tracking domain is a host name (it "
+        f"needs a CNAME and a certificate), e.g. {_TRACKING_EXAMPLE}"
+    )
+
+
+def _with(scheme: str | None, host: str) -> str:
+    return f"{scheme}://{host}" if scheme else host
+
+
+def tracking_url_parts(value: str) -> tuple[str | None, str]:
+    """(``"http"``, ``"https"`` or None, the ASCII host in lower case) of a valid
+    ``custom_tracking_url``; ``ValueError`` when it is not one."""
+    parts, error = _split_tracking_url("custom_tracking_url", value)
+    if error is not None or _check_tracking_url("custom_tracking_url", value)[1] is not None:
+        raise ValueError(error or "not a valid custom_tracking_url")
+    return parts
+
+
 def _number(name: str, value: object) -> tuple[int | float | None, str | None]:
     # bool is an int in Python, but `true` is not a number in JSON.
     if isinstance(value, str) and _DIGITS.match(value.strip()):
@@ -585,6 +712,7 @@ _CHECKS: Final = {
     Kind.PERCENT: _check_percent,
     Kind.TYPE: _check_type,
     Kind.TOKEN: _check_token,
+    Kind.URL: _check_tracking_url,
 }
 
 
@@ -789,9 +917,14 @@ def _check_relations(
                     f"{' and '.join(given)} will be ignored: warmup_enabled is false",
                 )
             )
-    elif warmup is True:
+    outside = _outside_warmup_ranges(values, warnings)
+    if warmup is True:
         low, high = WARMUP_PER_DAY_ADVICE
-        if per_day is not None and not low / 2 <= per_day <= high * 2:
+        if (
+            per_day is not None
+            and "total_warmup_per_day" not in outside
+            and not low / 2 <= per_day <= high * 2
+        ):
             warnings.append(
                 Problem(
                     "total_warmup_per_day",
@@ -800,7 +933,7 @@ def _check_relations(
                 )
             )
         low, high = RAMPUP_ADVICE
-        if rampup is not None and rampup > high * 2:
+        if rampup is not None and "daily_rampup" not in outside and rampup > high * 2:
             warnings.append(
                 Problem(
                     "daily_rampup",
@@ -816,3 +949,23 @@ def _check_relations(
                 "different_reply_to_address is the same as from_email",
             )
         )
+
+
+def _outside_warmup_ranges(values: Mapping[str, Any], warnings: list[Problem]) -> set[str]:
+    """A warning for each warmup number outside what SmartLead's warmup endpoint takes
+    (:data:`WARMUP_RANGES`); the fields warned about."""
+    outside: set[str] = set()
+    for name, (low, high) in WARMUP_RANGES.items():
+        value = values.get(name)
+        if value is None or low <= value <= high:
+            continue
+        outside.add(name)
+        warnings.append(
+            Problem(
+                name,
+                f"{name} {_show(value)} is outside {low}-{high}, the range SmartLead's warmup "
+                f"endpoint (POST /email-accounts/{{id}}/warmup) takes: the account is saved, "
+                f"but a later warmup change with this value is refused",
+            )
+        )
+    return outside

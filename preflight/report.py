@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECK_NAMES", "AccountReport", "CheckResult", "Code", "Status", "skipped"]
 
-#: The checks, in report order: the contract's four, then `domain` (an extension).
-CHECK_NAMES: Final = ("payload", "mx", "smtp", "imap", "domain")
+#: The checks, in report order: the contract's four, then `domain` (an extension),
+#: then `tracking` (issue 14: the payload's custom_tracking_url).
+CHECK_NAMES: Final = ("payload", "mx", "smtp", "imap", "domain", "tracking")
 
 
 class Status(StrEnum):
@@ -68,10 +69,23 @@ class Code(StrEnum):
     DMARC_MISSING = "dmarc_missing"
     DMARC_POLICY_NONE = "dmarc_policy_none"
     DKIM_MISSING = "dkim_missing"
+    #: The DKIM selector is a CNAME whose target has no key (Microsoft 365's
+    #: selector1/selector2 before DKIM is turned on in the tenant).
+    DKIM_NOT_ENABLED = "dkim_not_enabled"
     # The `roundtrip` check (--roundtrip): a real message from the account to itself.
     ROUNDTRIP_SEND_REFUSED = "roundtrip_send_refused"
     ROUNDTRIP_NOT_DELIVERED = "roundtrip_not_delivered"
     ROUNDTRIP_JUNK = "roundtrip_junk"
+    # The `tracking` check (issue 14: the payload's custom_tracking_url); each a
+    # `warn`, a `fail` with --strict.
+    TRACKING_NOT_FOUND = "tracking_not_found"
+    TRACKING_CNAME_MISMATCH = "tracking_cname_mismatch"
+    TRACKING_NOT_HTTPS = "tracking_not_https"
+    TRACKING_UNREACHABLE = "tracking_unreachable"
+    TRACKING_TLS_UNTRUSTED = "tracking_tls_untrusted"
+    TRACKING_TLS_HOSTNAME_MISMATCH = "tracking_tls_hostname_mismatch"
+    TRACKING_TLS_EXPIRED = "tracking_tls_expired"
+    TRACKING_TLS_FAILED = "tracking_tls_failed"
     # `preflight audit` (an extension: accounts already on SmartLead). The `audit`
     # check's warnings, each with its own code, and the `fetch` check's failure.
     RECONNECT_NEEDED = "reconnect_needed"

@@ -178,6 +178,8 @@ class Shared:
         self._domains: dict[tuple[str, str, str], asyncio.Task[CheckResult]] = {}
         self._alternatives: dict[tuple[str, ...], asyncio.Task[str | None]] = {}
         self._contexts: dict[tuple[str | None, bool], asyncio.Future[ssl.SSLContext]] = {}
+        self._dns_loaded: asyncio.Future[None] | None = None
+        self._tracking: dict[tuple[str, str], asyncio.Task[CheckResult]] = {}
 
     @property
     def resolver(self) -> dns.asyncresolver.Resolver:
@@ -188,6 +190,25 @@ class Shared:
 
             self._resolver = make_resolver(self.options)
         return self._resolver
+
+    def dns_loaded(self) -> asyncio.Future[None]:
+        """dnspython and the DNS checks' modules, imported once in a thread.
+
+        Importing them takes tens of milliseconds of CPU (more than a round trip on a
+        fast network). On a cold start the probes need none of it: imported in the
+        event loop's thread, it would hold back their conversations; in a thread, it
+        runs while they wait for the servers (the interpreter lets the loop's thread
+        in within milliseconds when a reply arrives). Called after the probes'
+        own modules are loaded, so that the two threads never import the same ones.
+        """
+        if self._dns_loaded is None:
+            if all(name in sys.modules for name in _DNS_MODULES):
+                self._dns_loaded = asyncio.get_running_loop().create_future()
+                self._dns_loaded.set_result(None)
+            else:
+                loop = asyncio.get_running_loop()
+                self._dns_loaded = loop.run_in_executor(None, _import_dns)
+        return self._dns_loaded
 
     def lookup(self, host: str) -> asyncio.Task[HostLookup]:
         """The addresses of ``host``, looked up once per run (a timed-out look-up is
@@ -207,7 +228,11 @@ class Shared:
             )
         )
         if task is None or stale:
-            task = asyncio.ensure_future(resolve_host(host, self.options, self.resolver))
+            # dnspython only when the host names go to the DNS server: the system's
+            # resolver (getaddrinfo) needs none of it.
+            by_dns = self.options.dns_server and self.options.resolve_hosts_with_dns_server
+            resolver = self.resolver if by_dns else None
+            task = asyncio.ensure_future(resolve_host(host, self.options, resolver))
             self._hosts[key] = task
         return task
 
@@ -217,12 +242,17 @@ class Shared:
         Once done it is forgotten; the resolver's cache answers later accounts while
         the records' TTL holds.
         """
-        from preflight.checks.mx import probe_mx
-
         key = domain.lower()
         task = self._mx.get(key)
         if task is None:
-            task = asyncio.ensure_future(probe_mx(domain, self.resolver, self.options.timeout))
+
+            async def look_up() -> CheckResult:
+                await self.dns_loaded()
+                from preflight.checks.mx import probe_mx
+
+                return await probe_mx(domain, self.resolver, self.options.timeout)
+
+            task = asyncio.ensure_future(look_up())
             self._mx[key] = task
             task.add_done_callback(lambda _: self._mx.pop(key, None))
         return task
@@ -242,6 +272,25 @@ class Shared:
             task = asyncio.ensure_future(_domain(account, self.options, self, mx, deadline))
             self._domains[key] = task
             task.add_done_callback(lambda _: self._domains.pop(key, None))
+        return task
+
+    def tracking(self, url: str, deadline: float) -> asyncio.Future[CheckResult]:
+        """The tracking check of ``url``'s host, once per run for a (host, scheme): the
+        accounts of one tracking domain share its look-ups and handshake. A result cut
+        short by time is looked at again by the next account that needs it."""
+        from preflight.payload import tracking_url_parts
+
+        scheme, host = tracking_url_parts(url)
+        key = (host, scheme or "")
+        task = self._tracking.get(key)
+        stale = (
+            task is not None
+            and task.done()
+            and (task.cancelled() or task.exception() is not None or _timed_out(task.result()))
+        )
+        if task is None or stale:
+            task = asyncio.ensure_future(_tracking(url, self.options, self, deadline))
+            self._tracking[key] = task
         return task
 
     def alternatives(
@@ -318,8 +367,30 @@ class Shared:
             *self._mx.values(),
             *self._domains.values(),
             *self._alternatives.values(),
+            *self._tracking.values(),
         ]:
             task.cancel()
+
+
+#: What the DNS checks import (see :meth:`Shared.dns_loaded`), the heaviest first.
+_DNS_MODULES: Final = (
+    "dns.asyncresolver",
+    "preflight._resolver",
+    "preflight.checks.mx",
+    "preflight.checks.domain",
+)
+
+
+def _import_dns() -> None:
+    import importlib
+
+    for name in _DNS_MODULES:
+        importlib.import_module(name)
+    if "preflight.checks._imap_client" in sys.modules:
+        # Reads package metadata, whose module dnspython has just imported too.
+        from preflight.checks._imap_client import warn_if_untested
+
+        warn_if_untested()
 
 
 async def _shared(future: asyncio.Future[CheckResult]) -> CheckResult:
@@ -478,20 +549,22 @@ async def _probe(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout
     # On a cold start (one account, a pre-submit hook) the probes' modules are not
-    # imported yet and the TLS settings not loaded (the system's CA store): tens of
-    # milliseconds of CPU. The DNS queries go on the wire first and the CA store loads
-    # in a thread, so that this work is done while the answers travel.
+    # imported yet, nor dnspython, and the TLS settings not loaded (the system's CA
+    # store): a few hundred milliseconds of CPU in all, the probes' conversations the
+    # longest wait. So: the host names' look-ups first (the system resolver), the CA
+    # store in a thread, the probes' modules, and only then dnspython, in a thread
+    # (Shared.dns_loaded) while the probes talk; the mx check's query follows it.
     run.lookup(account.smtp_host)
     if options.check_imap:
         run.lookup(account.imap_host)
-    run.mx(account.email_domain)
     tls = run.tls_context(options)
     if "preflight.checks.smtp" not in sys.modules:
-        for _ in range(3):  # the queries' sockets are opened and their datagrams sent
+        for _ in range(3):  # the look-ups' threads are started
             await asyncio.sleep(0)
     from preflight.checks.imap import probe_imap
     from preflight.checks.smtp import probe_smtp
 
+    run.mx(account.email_domain)
     context = await tls
     # The probes keep their own deadline. The outer one is the contract's promise
     # (the deadline plus one second) when they cannot keep theirs, e.g. on a machine
@@ -514,6 +587,10 @@ async def _probe(
             if options.check_domain:
                 tasks["domain"] = group.create_task(
                     _shared(run.domain(account, run.mx(account.email_domain), deadline))
+                )
+            if options.check_tracking and account.custom_tracking_url:
+                tasks["tracking"] = group.create_task(
+                    _shared(run.tracking(account.custom_tracking_url, deadline))
                 )
             if options.check_imap:
                 tasks["imap"] = group.create_task(
@@ -538,6 +615,7 @@ async def _probe(
         smtp_result,
         imap_result,
         results.get("domain") or skipped("domain", "not run: the domain check is off"),
+        results.get("tracking") or _skipped_tracking(account),
     )
 
 
@@ -554,6 +632,40 @@ def _outcome(name: str, task: asyncio.Task[CheckResult], options: CheckOptions) 
         "(lower --concurrency); retry, or raise --timeout.",
         options.timeout * 1000,
         {"step": "deadline"},
+    )
+
+
+def _skipped_tracking(account: Account) -> CheckResult:
+    if not account.custom_tracking_url:
+        return skipped("tracking", "not run: the payload has no custom_tracking_url")
+    return skipped("tracking", "not run: the tracking check is off")
+
+
+def _timed_out(result: CheckResult) -> bool:
+    """A tracking result that says nothing for sure: time or the resolver ran out."""
+    return result.code in (Code.DNS_TIMEOUT, Code.DNS_SERVFAIL, Code.TIMEOUT) or (
+        result.code is Code.TRACKING_UNREACHABLE
+        and "in time" in str(result.details.get("https") or "")
+    )
+
+
+async def _tracking(url: str, options: CheckOptions, run: Shared, deadline: float) -> CheckResult:
+    """The tracking domain of ``url`` (see :mod:`preflight.checks.tracking`), once
+    dnspython is loaded (in a thread: :meth:`Shared.dns_loaded`)."""
+    await run.dns_loaded()
+    from preflight.checks.tracking import probe_tracking
+
+    context = await run.tls_context(options)
+    remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+    return await probe_tracking(
+        url,
+        run.resolver,
+        context,
+        remaining,
+        port=options.tracking_port,
+        expected_cname=options.tracking_cname,
+        strict=options.strict,
+        insecure=options.insecure,
     )
 
 
@@ -654,14 +766,18 @@ async def _domain(
     mx: asyncio.Future[CheckResult],
     deadline: float,
 ) -> CheckResult:
-    """SPF, DMARC and DKIM of the sending domain, once its MX hosts are known (they
-    say which provider SPF must cover)."""
+    """SPF, DMARC and DKIM of the sending domain. Its MX hosts say which provider SPF
+    must cover: the questions that do not depend on them go out alongside the MX
+    look-up, the rest once it is done."""
+    await run.dns_loaded()
     from preflight.checks.domain import probe_domain
 
-    mx_result = await asyncio.shield(mx)
-    if mx_result.code is Code.DNS_NXDOMAIN:  # already a failure in mx: not repeated
-        return skipped("domain", "not run: the domain does not exist")
-    hosts = [r["exchange"] for r in mx_result.details.get("mx", []) if r["exchange"] != "."]
+    async def hosts() -> list[str] | None:
+        mx_result = await asyncio.shield(mx)
+        if mx_result.code is Code.DNS_NXDOMAIN:  # already a failure in mx: not repeated
+            return None
+        return [r["exchange"] for r in mx_result.details.get("mx", []) if r["exchange"] != "."]
+
     remaining = max(0.0, deadline - asyncio.get_running_loop().time())
     return await probe_domain(
         account.email_domain,
@@ -669,8 +785,9 @@ async def _domain(
         remaining,
         account_type=account.type.value if account.type else None,
         smtp_host=account.smtp_host,
-        mx_hosts=hosts,
+        mx_hosts=hosts(),
         strict=options.strict,
+        dkim_selectors=options.dkim_selectors,
     )
 
 

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib.metadata
 import logging
 import re
 import ssl
@@ -57,7 +56,6 @@ from preflight._net import part
 from preflight.secret import MASK
 
 __all__ = [
-    "AIOIMAPLIB_VERSION",
     "MAX_LINE",
     "MAX_LITERAL",
     "MAX_RESPONSE",
@@ -67,9 +65,11 @@ __all__ = [
     "ImapError",
     "ProtocolViolation",
     "Reply",
+    "aioimaplib_version",
     "capabilities_in",
     "capabilities_of",
     "quote",
+    "warn_if_untested",
 ]
 
 log = logging.getLogger("preflight.imap")
@@ -105,7 +105,13 @@ logging.getLogger("aioimaplib.aioimaplib").addFilter(_WithoutServerText())
 
 #: aioimaplib versions this module was tested with: ``>= 2.0, < 2.1``.
 TESTED_VERSIONS: Final = ((2, 0), (2, 1))
-AIOIMAPLIB_VERSION: Final = importlib.metadata.version("aioimaplib")
+
+
+def aioimaplib_version() -> str:
+    """The installed aioimaplib's version (its package metadata)."""
+    import importlib.metadata  # ~15 ms to import: not on a cold start's critical path
+
+    return importlib.metadata.version("aioimaplib")
 
 
 def _version_tested(version: str) -> bool:
@@ -116,14 +122,26 @@ def _version_tested(version: str) -> bool:
     return TESTED_VERSIONS[0] <= found < TESTED_VERSIONS[1]
 
 
-if not _version_tested(AIOIMAPLIB_VERSION):  # pragma: no cover - depends on the environment
-    warnings.warn(
-        f"preflight's IMAP client extends aioimaplib internals tested with versions "
-        f">= 2.0, < 2.1; aioimaplib {AIOIMAPLIB_VERSION} is installed: run the IMAP "
-        "integration tests before relying on it",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+def warn_if_untested() -> None:
+    """A RuntimeWarning when the installed aioimaplib is not a tested version (pip
+    keeps to the pin in pyproject.toml; other installers may not). Called by the
+    runner in its background thread (see ``Shared.dns_loaded``), once per process."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    version = aioimaplib_version()
+    if not _version_tested(version):  # pragma: no cover - depends on the environment
+        warnings.warn(
+            f"preflight's IMAP client extends aioimaplib internals tested with versions "
+            f">= 2.0, < 2.1; aioimaplib {version} is installed: run the IMAP "
+            "integration tests before relying on it",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+
+
+_warned = False
 
 _CONTROL = re.compile(r"[\x00\r\n]")
 _QUOTABLE = re.compile(r"[\x01-\x7f]*")

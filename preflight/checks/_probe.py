@@ -370,7 +370,9 @@ class Probe:
         """A TCP connection to the first address that answers, and that address."""
         self.state.step = "connect"
         try:
-            sock = await open_socket(addresses, self.port, self.options.timeouts.connect)
+            sock = await open_socket(
+                addresses, self.port, self.options.timeouts.connect, self.protocol
+            )
         except ConnectFailure as failure:
             raise self.stop(failure.code, failure.message) from None
         try:

@@ -14,12 +14,14 @@ has more to say than QUIT (the ``roundtrip`` check sends a message on it).
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import aiosmtplib
 from aiosmtplib.auth import auth_xoauth2_encode
 
+from preflight import _early
 from preflight._net import SHORT_LIMIT, ProbeStop, part, reportable
 from preflight._resolver import HostLookup
 from preflight.checks._hints import starttls_refused_hint
@@ -104,6 +106,8 @@ class _SmtpProbe(Probe):
             password=account.password,
         )
         self.smtp: aiosmtplib.SMTP | None = None
+        #: The session began on a cold start's early connection past STARTTLS.
+        self.resumed = False
 
     # --- results ---------------------------------------------------------------
 
@@ -153,13 +157,23 @@ class _SmtpProbe(Probe):
     async def session(self, addresses: tuple[str, ...]) -> None:
         """Connect, greeting, EHLO, STARTTLS as the mode says, one AUTH."""
         await self.connect(addresses)
-        await self.ehlo()
-        if self.mode in STARTTLS_MODES:
-            await self.starttls()
+        if self.resumed:  # greeting, EHLO and STARTTLS done early: TLS is up
+            await self.ehlo()
+        else:
+            await self.ehlo()
+            if self.mode in STARTTLS_MODES:
+                await self.starttls()
         await self.authenticate(self.choose_mechanism())
 
     async def connect(self, addresses: tuple[str, ...]) -> None:
         sock, address = await self.connect_socket(addresses)
+        prelude = _early.prelude(sock)
+        if prelude is not None:
+            if self.mode == "starttls" and _RESUMABLE:
+                await self.resume(sock, prelude)
+                return
+            sock.close()  # mid-STARTTLS, of no use to another mode: connect again
+            sock, address = await self.connect_socket(addresses)
         timeouts = self.options.timeouts
         use_tls = self.mode == "ssl"
         self.smtp = aiosmtplib.SMTP(
@@ -187,6 +201,29 @@ class _SmtpProbe(Probe):
             self.record_tls("ssl", self.smtp.transport)
         else:
             self.state.details["security"] = "plain"
+
+    async def resume(self, sock: socket.socket, prelude: _early.Prelude) -> None:
+        """Go on from a cold start's early connection (:mod:`preflight._early`): its
+        greeting, EHLO (STARTTLS offered) and STARTTLS (accepted) are done, so the
+        TLS handshake comes next, exactly where :meth:`starttls` would begin it."""
+        self.state.details["greeting"] = _greeting_line(prelude.greeting)
+        self.state.details["security"] = "plain"
+        self.state.step = "starttls"
+        self.spoke = "plain"
+        self.smtp = _ResumedSMTP(
+            prelude.ready,
+            hostname=self.host,
+            sock=sock,
+            use_tls=True,
+            start_tls=False,
+            tls_context=self.context,
+            timeout=self.options.timeouts.command,
+            local_hostname=self.options.local_hostname,
+        )
+        await self.smtp.connect(timeout=self.options.timeouts.greeting)
+        assert self.smtp.transport is not None
+        self.record_tls("starttls", self.smtp.transport)
+        self.resumed = True
 
     async def ehlo(self) -> None:
         assert self.smtp is not None
@@ -288,3 +325,49 @@ def _greeting_line(text: object) -> str | None:
     if not isinstance(text, str) or not text:
         return None
     return reportable(text.splitlines()[0], limit=SHORT_LIMIT)
+
+
+#: Whether this aiosmtplib has the two internals :class:`_ResumedSMTP` replaces and
+#: calls (5.x); without them an early connection's STARTTLS is not taken over and the
+#: probe connects again (tests/integration/test_early.py checks the installed one has).
+_RESUMABLE = all(
+    hasattr(aiosmtplib.SMTP, name) for name in ("_create_connection", "_on_connection_lost")
+)
+
+
+class _ResumedSMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client on a connection whose STARTTLS was accepted before asyncio
+    was loaded (:mod:`preflight._early`): connecting is the TLS handshake alone, with
+    the errors aiosmtplib's own STARTTLS raises (``SMTPProtocol.start_tls``), and the
+    reply to STARTTLS stands for the greeting (no greeting follows a handshake)."""
+
+    def __init__(self, ready: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ready = ready
+
+    async def _create_connection(self, timeout: float | None) -> aiosmtplib.SMTPResponse:
+        from aiosmtplib.protocol import SMTPProtocol
+
+        assert self.loop is not None
+        protocol = SMTPProtocol(loop=self.loop, connection_lost_callback=self._on_connection_lost)
+        try:
+            transport, _ = await self.loop.create_connection(
+                lambda: protocol,
+                sock=self.sock,
+                ssl=await self._get_tls_context(),
+                server_hostname=self.hostname,
+                ssl_handshake_timeout=timeout,
+            )
+        except TimeoutError as exc:
+            raise aiosmtplib.SMTPTimeoutError("Timed out while upgrading transport") from exc
+        except ConnectionAbortedError as exc:  # asyncio's handshake timeout
+            raise aiosmtplib.SMTPTimeoutError(
+                "Connection aborted while upgrading transport"
+            ) from exc
+        except ConnectionError as exc:
+            raise aiosmtplib.SMTPServerDisconnected(
+                "Connection reset while upgrading transport"
+            ) from exc
+        self.protocol = protocol
+        self.transport = transport
+        return aiosmtplib.SMTPResponse(220, self._ready)

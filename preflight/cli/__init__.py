@@ -217,6 +217,82 @@ _CHECK_OPTIONS = [
 ]
 
 
+# --- Issue 14: the tracking domain and the DKIM selectors (check, submit, audit) ------
+
+
+def _tracking_cname_flag(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """--tracking-cname: a host name (not a URL), lower case, no trailing dot."""
+    if value is None:
+        return None
+    from preflight.payload import tracking_url_parts
+
+    try:
+        scheme, host = tracking_url_parts(value)
+    except ValueError:
+        scheme, host = None, ""
+    if scheme is not None or not host:
+        raise click.BadParameter(
+            f"{value!r}: expected a host name, e.g. open.sleadtrack.com",
+            param_hint="--tracking-cname",
+        )
+    return host
+
+
+_SELECTOR = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+
+
+def _dkim_selector_flag(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """--dkim-selector: DNS labels (RFC 6376's selector: sub-domains joined by dots)."""
+    import re
+
+    for selector in value:
+        if not re.fullmatch(rf"{_SELECTOR}(?:\.{_SELECTOR})*", selector) or len(selector) > 200:
+            raise click.BadParameter(
+                f"{selector!r}: a DKIM selector is one or more DNS labels, e.g. s2048 or "
+                "k1.mail (the part before ._domainkey.)",
+                param_hint="--dkim-selector",
+            )
+    if len(value) > 50:
+        raise click.BadParameter("at most 50 selectors", param_hint="--dkim-selector")
+    return tuple(dict.fromkeys(selector.lower() for selector in value))
+
+
+_CHECK_OPTIONS += [
+    click.option(
+        "--no-tracking-check",
+        is_flag=True,
+        help="Skip the tracking-domain check (the payload's custom_tracking_url).",
+    ),
+    click.option(
+        "--tracking-cname",
+        metavar="TARGET",
+        callback=_tracking_cname_flag,
+        help="The host the tracking domain's CNAME must point to (SmartLead's custom "
+        "domain settings give it); without it any CNAME or address will do.",
+    ),
+    click.option(
+        "--dkim-selector",
+        "dkim_selectors",
+        metavar="NAME",
+        multiple=True,
+        callback=_dkim_selector_flag,
+        help="A DKIM selector to look for first (repeatable), for providers whose "
+        "selectors cannot be guessed; details.dkim_selectors_checked lists those tried.",
+    ),
+]
+
+
+def _issue14_options(flags: dict[str, Any]) -> dict[str, Any]:
+    """CheckOptions fields of the tracking and DKIM selector flags."""
+    return {
+        "check_tracking": not flags["no_tracking_check"],
+        "tracking_cname": flags["tracking_cname"],
+        "dkim_selectors": flags["dkim_selectors"],
+    }
+
+
 def _check_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options every command that checks accounts shares."""
     for option in reversed(_CHECK_OPTIONS):
@@ -393,6 +469,7 @@ def _options(flags: dict[str, Any], *, check_imap: bool = True) -> Any:
         strict=flags["strict"],
         roundtrip=flags["roundtrip"],
         throttle_retry=flags["throttle_retry"] or None,
+        **_issue14_options(flags),
     )
 
 
@@ -537,8 +614,19 @@ def _early_start(items: Iterator[Any], options: Any) -> Iterator[Any]:
         data = first.data if hasattr(first, "data") else first
         account = parse_account(data).account
         if account is not None:
-            connect = options.timeouts.connect
-            _early.start(account.smtp_host, account.smtp_port, connect)
+            timeouts = options.timeouts
+            connect = timeouts.connect
+            # STARTTLS on SMTP (587, the usual submission port): the early thread also
+            # says EHLO and STARTTLS, the probe begins at the TLS handshake.
+            starttls = options.smtp_security == "starttls" or (
+                options.smtp_security is None and account.smtp_port == 587
+            )
+            prelude = (
+                (options.local_hostname, timeouts.sniff_after, timeouts.command)
+                if starttls
+                else None
+            )
+            _early.start(account.smtp_host, account.smtp_port, connect, prelude=prelude)
             if options.check_imap:
                 _early.start(account.imap_host, account.imap_port, connect)
     return itertools.chain((first,), items)

@@ -24,6 +24,7 @@ from fixtures.accounts import valid_payload
 from fixtures.pytest_support import tagged
 from fixtures.stack import Stack
 from preflight.options import CheckOptions, Timeouts
+from preflight.report import CHECK_NAMES
 
 CANARY = "CANARY-cli-3q8w"
 
@@ -74,13 +75,16 @@ def test_good_account_passes_every_check(stack: Stack, tmp_path: Path) -> None:
     done = run("check", str(accounts), "--format", "jsonl", *local_flags(stack))
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert [(c["name"], c["status"]) for c in report["checks"]] == [
-        ("payload", "pass"),
-        ("mx", "pass"),
-        ("smtp", "pass"),
-        ("imap", "pass"),
-        ("domain", "pass"),  # SPF, DMARC and DKIM of the test domain are sound
-    ]
+    assert [c["name"] for c in report["checks"]] == list(CHECK_NAMES)
+    statuses = {c["name"]: c["status"] for c in report["checks"]}
+    assert {name: statuses[name] for name in CHECK_NAMES[:5]} == {
+        "payload": "pass",
+        "mx": "pass",
+        "smtp": "pass",
+        "imap": "pass",
+        "domain": "pass",  # SPF, DMARC and DKIM of the test domain are sound
+    }
+    assert statuses["tracking"] == "skip"  # no custom_tracking_url
     for check in report["checks"][2:4]:
         assert check["details"]["security"] in ("ssl", "starttls")
         assert check["details"]["tls_version"].startswith("TLSv1")
@@ -109,16 +113,12 @@ def test_mixed_file_reports_each_and_exits_1(stack: Stack, tmp_path: Path) -> No
     assert document["ok"] is False
     assert [r["index"] for r in reports] == [0, 1, 2, 3]  # json keeps input order
     codes = [{c["name"]: c["code"] for c in r["checks"]} for r in reports]
-    assert codes[0] == {"payload": "ok", "mx": "ok", "smtp": "ok", "imap": "ok", "domain": "ok"}
+    assert {name: codes[0][name] for name in CHECK_NAMES[:5]} == dict.fromkeys(
+        CHECK_NAMES[:5], "ok"
+    )
     assert codes[1]["smtp"] == "auth_failed"
     assert codes[1]["imap"] == "auth_failed"
-    assert codes[2] == {
-        "payload": "payload_invalid",
-        "mx": "skipped",
-        "smtp": "skipped",
-        "imap": "skipped",
-        "domain": "skipped",
-    }
+    assert codes[2] == {"payload": "payload_invalid", **dict.fromkeys(CHECK_NAMES[1:], "skipped")}
     assert codes[3]["mx"] == "dns_nxdomain"
     assert codes[3]["domain"] == "skipped"  # the mx check already failed it
 
@@ -408,7 +408,8 @@ def test_roundtrip_from_the_command_line(stack: Stack, tmp_path: Path) -> None:
     assert (second["status"], second["code"]) == ("fail", "roundtrip_not_delivered")
     assert done.returncode == 1
     plain = run("check", str(accounts), "--format", "json", *local_flags(stack))
-    assert [c["name"] for c in json.loads(plain.stdout)["accounts"][0]["checks"]][-1] == "domain"
+    names = [c["name"] for c in json.loads(plain.stdout)["accounts"][0]["checks"]]
+    assert names == list(CHECK_NAMES)  # no roundtrip without --roundtrip
 
 
 def test_unreachable_port_hint_names_settings_that_answer(stack: Stack, tmp_path: Path) -> None:

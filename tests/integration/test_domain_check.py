@@ -209,8 +209,8 @@ async def test_details_have_one_shape(dns: Dns) -> None:
     """Every details key is present whatever was found, so scripts can rely on them."""
     keys = {
         "domain", "provider", "provider_source", "spf", "spf_lookups", "spf_includes",
-        "dmarc", "dmarc_domain", "dmarc_policy", "dkim_selectors", "dkim_revoked",
-        "dkim_selectors_checked", "problems",
+        "dmarc", "dmarc_domain", "dmarc_policy", "dmarc_rua", "dkim_selectors", "dkim_revoked",
+        "dkim_selectors_checked", "dkim_cnames", "dkim_dangling", "notes", "problems",
     }  # fmt: skip
     for domain in ("google.test", "bare.test", "servfail.test", "no-such-domain.test"):
         result = await check(dns, domain)
@@ -232,8 +232,6 @@ async def test_details_have_one_shape(dns: Dns) -> None:
         ("not-covering.test", {"account_type": "GMAIL"}, Code.SPF_NOT_COVERING),
         ("not-covering.test", {"smtp_host": "smtp.gmail.com"}, Code.SPF_NOT_COVERING),
         ("no-dmarc.test", {"account_type": "GMAIL"}, Code.DMARC_MISSING),
-        ("dmarc-none.test", {"account_type": "GMAIL"}, Code.DMARC_POLICY_NONE),
-        ("sub.parent.test", {"account_type": "GMAIL"}, Code.DMARC_POLICY_NONE),
         ("no-dkim.test", {"account_type": "GMAIL"}, Code.DKIM_MISSING),
     ],
 )
@@ -285,10 +283,24 @@ async def test_too_many_lookups_counts_nested_includes(dns: Dns) -> None:
     assert "10" in (result.hint or "")
 
 
+async def test_dmarc_none_passes_with_a_note(dns: Dns) -> None:
+    """p=none is what the bulk-sender rules ask as a minimum: it passes, the policy in
+    details and a note saying what comes next (issue 14)."""
+    for domain in ("dmarc-none.test", "sub.parent.test"):
+        result = await check(dns, domain, account_type="GMAIL")
+        assert (result.status, result.code) == (Status.PASS, Code.OK), domain
+        assert result.details["dmarc_policy"] == "none"
+        assert result.details["problems"] == []
+        assert any("p=quarantine" in note for note in result.details["notes"]), domain
+    assert "DMARC p=none" in result.message
+
+
 async def test_dmarc_none_hint_says_what_next(dns: Dns) -> None:
-    """p=none warns, and the hint says to move to quarantine."""
-    result = await check(dns, "dmarc-none.test", account_type="GMAIL")
-    assert result.details["dmarc_policy"] == "none"
+    """With strict, p=none is a warning (never a failure by itself), and the hint says
+    to move to quarantine."""
+    result = await check(dns, "dmarc-none.test", account_type="GMAIL", strict=True)
+    assert (result.status, result.code) == (Status.WARN, Code.DMARC_POLICY_NONE)
+    assert codes(result) == ["dmarc_policy_none"]
     assert "p=quarantine" in (result.hint or "")
 
 
@@ -334,9 +346,9 @@ async def test_several_problems_one_result(dns: Dns) -> None:
 
 async def test_strict_turns_warnings_into_failures(dns: Dns) -> None:
     """With strict, a problem fails the check; a healthy domain still passes."""
-    bad = await check(dns, "dmarc-none.test", account_type="GMAIL", strict=True)
+    bad = await check(dns, "no-dmarc.test", account_type="GMAIL", strict=True)
     good = await check(dns, "google.test", account_type="GMAIL", strict=True)
-    assert (bad.status, bad.code) == (Status.FAIL, Code.DMARC_POLICY_NONE)
+    assert (bad.status, bad.code) == (Status.FAIL, Code.DMARC_MISSING)
     assert good.status is Status.PASS
 
 

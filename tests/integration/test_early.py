@@ -11,20 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fixtures.certs import CertSet, make_certs
+from fixtures.hostile import INTERNAL_ERROR_ALERT, TlsTrouble
 from fixtures.threaded import threaded_server
 from preflight import _early
 from preflight._net import ConnectFailure, open_socket
-from preflight._resolver import _resolve_system
+from preflight._resolver import HostLookup, _resolve_system
+from preflight._tls import make_context
+from preflight.checks.smtp import probe_smtp
+from preflight.options import CheckOptions
+from preflight.payload import parse_account
+from preflight.report import CheckResult, Code
 
 CANARY = "CANARY-early-9d2"
 
@@ -172,3 +184,171 @@ async def test_a_failed_early_look_up_is_the_probes_to_report() -> None:
     with pytest.raises(socket.gaierror):
         await _resolve_system("no-such-host.invalid")
     assert await _early.take("127.0.0.1", 587) is None
+
+
+# --- the SMTP prelude: greeting, EHLO and STARTTLS done by the early thread ------------
+
+PRELUDE_HOST = "mail.preflight.test"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertSet:
+    return make_certs(Path(tmp_path_factory.mktemp("early-certs")))
+
+
+def _server_context(
+    certs: CertSet, files: str = "server", **version: ssl.TLSVersion
+) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    chain = getattr(certs, files)
+    context.load_cert_chain(chain.cert, chain.key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0, on purpose
+        if version:
+            context.set_ciphers("ALL:@SECLEVEL=0")
+        for name, value in version.items():
+            setattr(context, name, value)
+    return context
+
+
+async def _probe_starttls(port: int, certs: CertSet, *, early: bool) -> CheckResult:
+    """The smtp check of a STARTTLS account on ``port``; with ``early``, after the
+    early thread's connection and prelude, as a cold start of the command does it."""
+    options = CheckOptions(ca_file=str(certs.ca_file), smtp_security="starttls")
+    if early:
+        timeouts = options.timeouts
+        _early.start(
+            "127.0.0.1",
+            port,
+            5.0,
+            prelude=(options.local_hostname, timeouts.sniff_after, timeouts.command),
+        )
+    parsed = parse_account(
+        {
+            "from_name": "Early",
+            "from_email": "early@preflight.test",
+            "user_name": "early@preflight.test",
+            "password": CANARY,
+            "smtp_host": PRELUDE_HOST,
+            "smtp_port": port,
+            "imap_host": PRELUDE_HOST,
+            "imap_port": 1,
+            "warmup_enabled": False,
+        }
+    )
+    assert parsed.account is not None
+    loop = asyncio.get_running_loop()
+    lookup: asyncio.Future[HostLookup] = loop.create_future()
+    lookup.set_result(HostLookup(PRELUDE_HOST, ("127.0.0.1",)))
+    result = await probe_smtp(
+        parsed.account, lookup, options, make_context(options.ca_file, False), loop.time() + 10
+    )
+    assert CANARY not in json.dumps(result.to_dict())
+    return result
+
+
+def _comparable(result: CheckResult, port: int) -> Any:
+    """A report without what differs from run to run: its time, and the server's port
+    (each run has its own server)."""
+    report = result.to_dict()
+    report.pop("elapsed_ms")
+    return json.dumps(report, indent=1).replace(str(port), "PORT")
+
+
+#: Scripted STARTTLS servers, each with what differs from the book: every one of them
+#: must get the same report with the early prelude as without it.
+_PRELUDE_CASES: dict[str, dict[str, Any]] = {
+    "login accepted": {"login_ok": True},
+    "login refused": {},
+    "internal_error alert": {"alert": INTERNAL_ERROR_ALERT},
+    "TLS 1.0 only": {"version": ssl.TLSVersion.TLSv1},
+    "untrusted certificate": {"files": "untrusted"},
+    "expired certificate": {"files": "expired"},
+    "certificate for another host": {"files": "wrong_host"},
+    "STARTTLS refused": {"starttls_reply": b"454 4.7.0 TLS not available due to local problem"},
+}
+#: The cases where the early thread hands over mid-session (the server answered by the
+#: book up to STARTTLS); in the others it gives up and the probe connects again.
+_BY_THE_BOOK = {case for case in _PRELUDE_CASES if "starttls_reply" not in _PRELUDE_CASES[case]}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("case", list(_PRELUDE_CASES))
+async def test_the_prelude_changes_no_report(certs: CertSet, case: str) -> None:
+    """The same scripted server, checked with the early prelude and without: the same
+    report, word for word; by the book, on as many connections (the prelude's is the
+    probe's), with the same lines received; otherwise one more (the early one, given up
+    with a QUIT)."""
+    settings = dict(_PRELUDE_CASES[case])
+    files = settings.pop("files", "server")
+    version = settings.pop("version", None)
+    versions = {"minimum_version": version, "maximum_version": version} if version else {}
+    reports = []
+    connections = []
+    received = []
+    for early in (False, True):
+        context = _server_context(certs, files, **versions)
+        async with TlsTrouble("smtp", starttls=True, context=context, **settings) as server:
+            result = await _probe_starttls(server.port, certs, early=early)
+            reports.append(_comparable(result, server.port))
+            await asyncio.wait_for(server.ended.wait(), 5)
+            connections.append(len(server._writers))
+            received.append([line for line in server.received if not line.startswith(b"EHLO")])
+    assert reports[1] == reports[0]
+    if case in _BY_THE_BOOK:
+        assert connections[1] == connections[0]
+        assert received[1] == received[0]
+    else:
+        assert connections[1] == connections[0] + 1
+        assert b"QUIT" in received[1]
+
+
+@pytest.mark.asyncio
+async def test_the_prelude_is_taken_over(certs: CertSet) -> None:
+    """A login that works: the greeting is the one the early thread read, the session is
+    STARTTLS with TLS 1.3, on the one connection the server saw."""
+    context = _server_context(certs)
+    async with TlsTrouble("smtp", starttls=True, context=context, login_ok=True) as server:
+        result = await _probe_starttls(server.port, certs, early=True)
+        await asyncio.wait_for(server.ended.wait(), 5)
+        connections = len(server._writers)
+    assert (result.code, result.details["security"]) == (Code.OK, "starttls"), result
+    assert result.details["greeting"] == "trouble.test ESMTP"
+    assert result.details["tls_version"] == "TLSv1.3"
+    assert connections == 1
+
+
+def test_this_aiosmtplib_can_be_resumed() -> None:
+    """The aiosmtplib installed has the internals the take-over replaces (without them
+    the probe would connect again: correct, but the prelude's time lost)."""
+    from preflight.checks import smtp
+
+    assert smtp._RESUMABLE
+
+
+@pytest.mark.asyncio
+async def test_an_imap_probe_never_takes_an_smtp_prelude() -> None:
+    """An early connection meant for an SMTP prelude is SMTP's even when the server has
+    not greeted yet (nothing read, the socket handed over as new): open_socket for
+    another protocol connects anew (one host and port in both fields of a confused
+    payload), the SMTP probe takes it."""
+    peers: list[int] = []
+
+    def silent(conn: socket.socket, peer: tuple[str, int]) -> None:
+        peers.append(peer[1])
+        with conn:
+            conn.settimeout(5)
+            with contextlib.suppress(OSError):
+                conn.recv(100)
+
+    with threaded_server(silent) as (port, _):
+        _early.start("127.0.0.1", port, 5.0, prelude=("preflight.localhost", 0.2, 5.0))
+        imap = await open_socket(("127.0.0.1",), port, 5.0, "imap")
+        smtp = await open_socket(("127.0.0.1",), port, 5.0, "smtp")
+        try:
+            assert _early.prelude(smtp) is None  # no greeting came: nothing was said
+            ports = {imap.getsockname()[1], smtp.getsockname()[1]}
+        finally:
+            imap.close()
+            smtp.close()
+    assert sorted(peers) == sorted(ports)

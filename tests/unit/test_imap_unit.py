@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from preflight.checks._imap_client import (
-    AIOIMAPLIB_VERSION,
     MAX_LINE,
     MAX_LITERAL,
     MAX_RESPONSE,
@@ -18,6 +17,7 @@ from preflight.checks._imap_client import (
     ImapClient,
     ProtocolViolation,
     Reply,
+    aioimaplib_version,
     capabilities_in,
     capabilities_of,
     quote,
@@ -26,8 +26,9 @@ from preflight.checks._imap_client import (
 
 def test_installed_aioimaplib_is_a_tested_version() -> None:
     """The aioimaplib installed is one the STARTTLS extension was tested with."""
-    assert importlib.metadata.version("aioimaplib") == AIOIMAPLIB_VERSION
-    major, minor = (int(part) for part in AIOIMAPLIB_VERSION.split(".")[:2])
+    version = aioimaplib_version()
+    assert importlib.metadata.version("aioimaplib") == version
+    major, minor = (int(part) for part in version.split(".")[:2])
     assert TESTED_VERSIONS[0] <= (major, minor) < TESTED_VERSIONS[1]
 
 

@@ -144,6 +144,7 @@ def test_codes_are_the_contracts() -> None:
         "dmarc_missing",
         "dmarc_policy_none",
         "dkim_missing",
+        "dkim_not_enabled",
         "roundtrip_send_refused",
         "roundtrip_not_delivered",
         "roundtrip_junk",
@@ -155,7 +156,17 @@ def test_codes_are_the_contracts() -> None:
         "domain_worse",
         "fetch_failed",
     }
-    assert {code.value for code in preflight.Code} == expected | domain | audit
+    tracking = {
+        "tracking_not_found",
+        "tracking_cname_mismatch",
+        "tracking_not_https",
+        "tracking_unreachable",
+        "tracking_tls_untrusted",
+        "tracking_tls_hostname_mismatch",
+        "tracking_tls_expired",
+        "tracking_tls_failed",
+    }
+    assert {code.value for code in preflight.Code} == expected | domain | audit | tracking
 
 
 def test_smartlead_exports_resolve() -> None:

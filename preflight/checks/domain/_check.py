@@ -11,11 +11,16 @@ in, so every problem found here is a warning (a failure with ``strict``), with a
   chains; and covering the provider that ``type``, the SMTP host or the MX implies
   (``include:_spf.google.com`` for Google, ...).
 - **DMARC** (RFC 7489): a ``v=DMARC1`` record at ``_dmarc.DOMAIN``, or at a parent
-  domain (the tree walk of DMARCbis, no public-suffix list needed); ``p=none`` is a
-  warning.
-- **DKIM**: a key at ``SELECTOR._domainkey.DOMAIN`` for the provider's selectors
-  (``google``; ``selector1``/``selector2``) and the common ones. Selectors are free
-  to choose, so "not found" can only mean "not on the usual selectors".
+  domain (the tree walk of DMARCbis, no public-suffix list needed); ``p=none`` passes
+  (it is what Google's and Yahoo's bulk-sender rules ask as a minimum) with a note in
+  ``details.notes``, as does a record without ``rua``; with ``strict`` it is a
+  warning (``dmarc_policy_none``), never a failure by itself.
+- **DKIM**: a key at ``SELECTOR._domainkey.DOMAIN`` for the selectors given
+  (``--dkim-selector``), the provider's (``google``; ``selector1``/``selector2``) and
+  the common ones. Selectors are free to choose, so "not found" can only mean "not on
+  the selectors tried" (``details.dkim_selectors_checked``). A selector that is a
+  CNAME to a name without a key (Microsoft 365's ``selector1``/``selector2`` before
+  DKIM is turned on in the tenant) is ``dkim_not_enabled``, not ``dkim_missing``.
 
 A mailbox provider's own domain (gmail.com, outlook.com, ...) is skipped: its DNS is
 the provider's, not the account's (gmail.com itself publishes DMARC ``p=none``).
@@ -32,14 +37,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 import dns.asyncresolver
 
 from preflight import providers
 from preflight._text import shorten
-from preflight.checks.domain._dkim import check_dkim, dkim_selectors
+from preflight.checks.domain._dkim import check_dkim
+from preflight.checks.domain._dkim import dkim_selectors as _selectors
 from preflight.checks.domain._dmarc import check_dmarc
 from preflight.checks.domain._lookup import TXT_SHOWN, Found, TxtCache
 from preflight.checks.domain._spf import (
@@ -50,7 +56,7 @@ from preflight.checks.domain._spf import (
     spf_records,
 )
 from preflight.providers import Provider
-from preflight.report import CheckResult, Code, Status
+from preflight.report import CheckResult, Code, Status, skipped
 
 _TYPE_PROVIDER: Final = {"GMAIL": "google-workspace", "OUTLOOK": "microsoft-365"}
 
@@ -91,6 +97,7 @@ _SEVERITY: Final = (
     Code.SPF_NOT_COVERING,
     Code.DMARC_MISSING,
     Code.DKIM_MISSING,
+    Code.DKIM_NOT_ENABLED,
     Code.DMARC_POLICY_NONE,
     Code.DNS_SERVFAIL,
     Code.DNS_TIMEOUT,
@@ -222,18 +229,68 @@ async def probe_domain(
     *,
     account_type: str | None = None,
     smtp_host: str | None = None,
-    mx_hosts: Sequence[str] = (),
+    mx_hosts: Sequence[str] | Awaitable[Sequence[str] | None] = (),
     strict: bool = False,
+    dkim_selectors: Sequence[str] = (),
 ) -> CheckResult:
     """Check SPF, DMARC and DKIM of ``domain`` (its ASCII form) within ``timeout`` seconds.
 
     ``account_type`` (the payload's ``type``), ``smtp_host`` and ``mx_hosts`` say which
-    provider the SPF record must cover. Problems are ``warn`` (``fail`` when
-    ``strict``): one result whose code is the most important problem, every problem
-    in ``details.problems``.
+    provider the SPF record must cover; ``dkim_selectors`` are looked for first.
+    ``mx_hosts`` may be an awaitable, the MX look-up still under way (None when it
+    found that the domain does not exist: then the result is a skip): the questions
+    that do not depend on it (the domain's TXT records, its DMARC record, the DKIM
+    keys of the provider the type or SMTP host implies) go out meanwhile, a round trip
+    saved.
+    Problems are ``warn`` (``fail`` when ``strict``, but for ``dmarc_policy_none``, a
+    problem only then, and a warning still): one result whose code is the most
+    important problem, every problem in ``details.problems``.
     """
     started = time.perf_counter()
     domain = domain.lower().rstrip(".")
+    deadline = asyncio.get_running_loop().time() + timeout
+    if isinstance(mx_hosts, Sequence) or is_provider_domain(domain):
+        if not isinstance(mx_hosts, Sequence):
+            close = getattr(mx_hosts, "close", None)  # a coroutine never awaited
+            if close is not None:
+                close()
+        return await _probe_domain(
+            domain, resolver, deadline, started, account_type, smtp_host,
+            mx_hosts if isinstance(mx_hosts, Sequence) else (), strict, dkim_selectors,
+        )  # fmt: skip
+    async with asyncio.TaskGroup() as group:
+        early = TxtCache(resolver, deadline, group)
+        guess, _ = implied_provider(account_type, smtp_host, ())
+        for name in (
+            domain,
+            f"_dmarc.{domain}",
+            *(f"{s}._domainkey.{domain}" for s in _selectors(guess, dkim_selectors)),
+        ):
+            early.txt(name)
+        hosts = await mx_hosts
+        if hosts is None:
+            early.cancel()
+            return skipped("domain", "not run: the domain does not exist")
+        return await _probe_domain(
+            domain, resolver, deadline, started, account_type, smtp_host, hosts, strict,
+            dkim_selectors, early,
+        )  # fmt: skip
+
+
+async def _probe_domain(
+    domain: str,
+    resolver: dns.asyncresolver.Resolver,
+    deadline: float,
+    started: float,
+    account_type: str | None,
+    smtp_host: str | None,
+    mx_hosts: Sequence[str],
+    strict: bool,
+    dkim_selectors: Sequence[str],
+    asked: TxtCache | None = None,
+) -> CheckResult:
+    """:func:`probe_domain` once the MX hosts are known; ``asked``: the look-ups already
+    under way."""
     provider, source = implied_provider(account_type, smtp_host, mx_hosts)
     # Every key always present, in this order (null or empty when not found or not
     # looked up; details.problems says which), so scripts can rely on the shape.
@@ -247,9 +304,13 @@ async def probe_domain(
         "dmarc": None,
         "dmarc_domain": None,
         "dmarc_policy": None,
+        "dmarc_rua": None,
         "dkim_selectors": [],
         "dkim_revoked": [],
-        "dkim_selectors_checked": list(dkim_selectors(provider)),
+        "dkim_selectors_checked": list(_selectors(provider, dkim_selectors)),
+        "dkim_cnames": {},
+        "dkim_dangling": [],
+        "notes": [],
     }
     if is_provider_domain(domain):
         details["problems"] = []
@@ -260,14 +321,13 @@ async def probe_domain(
         elapsed = (time.perf_counter() - started) * 1000
         return CheckResult("domain", Status.SKIP, Code.SKIPPED, message, None, elapsed, details)
     found = Found(domain, provider, details)
-    deadline = asyncio.get_running_loop().time() + timeout
     async with asyncio.TaskGroup() as group:
-        dns_ = TxtCache(resolver, deadline, group)
+        dns_ = TxtCache(resolver, deadline, group, asked)
         # Every first-level question goes out at once; includes follow as they arrive.
         dns_.txt(domain)
         group.create_task(_check_spf(found, dns_))
-        group.create_task(check_dmarc(found, dns_))
-        group.create_task(check_dkim(found, dns_))
+        group.create_task(check_dmarc(found, dns_, strict=strict))
+        group.create_task(check_dkim(found, dns_, dkim_selectors))
     elapsed = (time.perf_counter() - started) * 1000
     bad = Status.FAIL if strict else Status.WARN
 
@@ -301,4 +361,10 @@ async def probe_domain(
     if len(problems) > 1:
         more = len(problems) - 1
         message += f" (and {more} more problem{'s' if more > 1 else ''}: see details.problems)"
+    if all(p.code in _ADVISORY for p in problems):
+        bad = Status.WARN  # p=none under strict: a warning, never a failure by itself
     return CheckResult("domain", bad, top.code, message, top.hint, elapsed, details)
+
+
+#: Problems that are reported only with ``strict``, and then as warnings.
+_ADVISORY: Final = frozenset({Code.DMARC_POLICY_NONE})

@@ -64,7 +64,10 @@ def _dmarc_candidates(domain: str) -> tuple[str, ...]:
     return tuple(names) if len(names) <= 5 else (*names[:4], names[-1])
 
 
-async def check_dmarc(found: Found, dns_: TxtCache) -> None:
+async def check_dmarc(found: Found, dns_: TxtCache, *, strict: bool = False) -> None:
+    """Look the DMARC record up. ``p=none`` is no problem on its own (it is what Google's
+    and Yahoo's bulk-sender rules ask as a minimum, and what a warming domain should
+    start with): it is a note, and with ``strict`` a warning (``dmarc_policy_none``)."""
     domain = found.domain
     hint_missing = (
         f'Publish a TXT record at _dmarc.{domain}: "v=DMARC1; p=none; '
@@ -94,6 +97,15 @@ async def check_dmarc(found: Found, dns_: TxtCache) -> None:
         record = parse_dmarc(records[0])
         policy = record.policy if name == domain else record.subdomain_policy
         found.details["dmarc_policy"] = policy
+        found.details["dmarc_rua"] = (
+            shorten(record.tags["rua"], 300) if record.tags.get("rua") else None
+        )
+        if policy is not None and not record.tags.get("rua"):
+            found.details["notes"].append(
+                f"the DMARC record at _dmarc.{name} has no rua=: no aggregate reports come "
+                "back, so nobody sees which mail fails SPF or DKIM (add "
+                f"rua=mailto:dmarc@{name})"
+            )
         if policy is None:
             found.problem(
                 Code.DMARC_MISSING,
@@ -104,6 +116,13 @@ async def check_dmarc(found: Found, dns_: TxtCache) -> None:
             )
         elif policy == "none":
             where = "" if name == domain else f" (from _dmarc.{name})"
+            if not strict:
+                found.details["notes"].append(
+                    f"the DMARC policy of {domain} is p=none{where}: it only monitors, which "
+                    "meets Google's and Yahoo's bulk-sender rules; move to p=quarantine once "
+                    "the reports show SPF and DKIM passing"
+                )
+                return
             found.problem(
                 Code.DMARC_POLICY_NONE,
                 f"the DMARC policy of {domain} is p=none{where}: it only monitors",

@@ -30,13 +30,34 @@ async def _lookup_txt(
     except DNS_ERRORS as exc:
         kind = dns_failure(exc)
         if kind is DnsFailure.NXDOMAIN:
-            return TxtLookup(name, nxdomain=True)
+            return TxtLookup(name, nxdomain=True, canonical=_alias_of(name, exc))
         if kind is DnsFailure.NO_ANSWER:
-            return TxtLookup(name)
+            return TxtLookup(name, canonical=_alias_of(name, exc))
         return TxtLookup(name, error=SENDER_DOMAIN_CODES[kind])
     # A TXT record may be split in strings of 255 bytes: they join with nothing between.
     texts = tuple(b"".join(rdata.strings).decode("utf-8", errors="replace") for rdata in answer)
-    return TxtLookup(name, texts)
+    return TxtLookup(name, texts, canonical=_other(name, answer.canonical_name))
+
+
+def _alias_of(name: str, exc: BaseException) -> str | None:
+    """The end of ``name``'s CNAME chain, as the answer without records gave it: a CNAME
+    whose target does not exist (NXDOMAIN) or has no TXT (NODATA); None when ``name``
+    is no alias (or the answer does not say)."""
+    import dns.resolver
+
+    try:
+        if isinstance(exc, dns.resolver.NXDOMAIN):
+            return _other(name, exc.canonical_name)
+        response = exc.kwargs.get("response") if isinstance(exc, dns.resolver.NoAnswer) else None
+        return _other(name, response.canonical_name()) if response is not None else None
+    except Exception:  # a malformed chain says nothing either way
+        return None
+
+
+def _other(name: str, canonical: object) -> str | None:
+    """``canonical`` as text, when it is another name than ``name``."""
+    text = str(canonical).lower().rstrip(".")
+    return text if text and text != name.lower().rstrip(".") else None
 
 
 class TxtCache:
@@ -47,11 +68,13 @@ class TxtCache:
         resolver: dns.asyncresolver.Resolver,
         deadline: float,
         group: asyncio.TaskGroup,
+        asked: TxtCache | None = None,
     ) -> None:
         self._resolver = resolver
         self._deadline = deadline
         self._group = group
-        self._tasks: dict[str, asyncio.Task[TxtLookup]] = {}
+        #: ``asked``'s look-ups, already under way (in another group), are reused.
+        self._tasks: dict[str, asyncio.Task[TxtLookup]] = dict(asked._tasks) if asked else {}
 
     def txt(self, name: str) -> asyncio.Task[TxtLookup]:
         key = name.lower().rstrip(".")
@@ -60,6 +83,11 @@ class TxtCache:
             task = self._group.create_task(_lookup_txt(self._resolver, key, self._deadline))
             self._tasks[key] = task
         return task
+
+    def cancel(self) -> None:
+        """Cancel the look-ups still under way."""
+        for task in self._tasks.values():
+            task.cancel()
 
     async def fetch(self, name: str) -> TxtLookup:
         return await self.txt(name)

@@ -231,6 +231,8 @@ class TxtLookup:
     #: DNS_TIMEOUT or DNS_SERVFAIL when the question got no usable answer.
     error: Code | None = None
     nxdomain: bool = False
+    #: The name ``name`` is an alias of (the end of its CNAME chain), when it is one.
+    canonical: str | None = None
 
 
 #: Fetches the TXT records of a name (DNS in the probe, a dict in tests).
