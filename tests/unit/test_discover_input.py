@@ -19,7 +19,9 @@ ADDRESSES = st.lists(st.builds(lambda a, b: f"{a}@{b}", _LOCAL, _DOMAIN), max_si
 _CELL = st.text(alphabet=st.characters(exclude_categories=["Cs", "Cc", "Zl", "Zp"]), max_size=12)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ADDRESSES, st.booleans())
 def test_one_address_a_line(tmp_path: Path, addresses: list[str], crlf: bool) -> None:
     """One address a line (comments, blank lines, CRLF): the addresses, in order."""
@@ -29,7 +31,9 @@ def test_one_address_a_line(tmp_path: Path, addresses: list[str], crlf: bool) ->
     assert [a for _, a in _read_addresses(str(path), None)] == addresses
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ADDRESSES, st.lists(_CELL, max_size=20), st.sampled_from(["Email", "from_email", "mail"]))
 def test_csv_column(tmp_path: Path, addresses: list[str], names: list[str], header: str) -> None:
     """A CSV file: the address column by its usual names; quoted commas elsewhere are fine."""

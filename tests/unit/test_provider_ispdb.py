@@ -76,7 +76,7 @@ async def test_table_skeleton_for_a_local_part_provider() -> None:
 # --- the parser under arbitrary input ----------------------------------------------
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2048))
 def test_parse_config_never_raises_anything_else(data: bytes) -> None:
     """Arbitrary bytes: a document, or AutoconfigError('invalid'), never another exception."""
@@ -101,7 +101,7 @@ _SERVER = st.tuples(
 )
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(_SERVER, max_size=4),
     st.lists(_SERVER, max_size=4),
@@ -137,7 +137,9 @@ def test_parse_config_keeps_only_sane_servers_best_first(
 # --- the disk cache under arbitrary files ------------------------------------------
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.one_of(
         st.binary(max_size=512),
