@@ -239,6 +239,10 @@ class Ran:
     wall: float  # seconds
     cpu: float  # user + system seconds of the child
     code: int
+    system: float = 0.0  # of cpu, the kernel's part
+    #: Times the child went to sleep waiting (voluntary context switches): each is a
+    #: wake-up later, and a wake-up costs CPU beyond the work it wakes for.
+    sleeps: int = 0
 
 
 def run_command(
@@ -264,7 +268,9 @@ def run_command(
     proc.stderr.close()
     if proc.returncode not in (0, 1) and not argv[0].endswith(("swaks", "curl")):
         sys.stderr.write(errors.decode(errors="replace")[-2000:])
-    return Ran(wall, usage.ru_utime + usage.ru_stime, proc.returncode)
+    return Ran(
+        wall, usage.ru_utime + usage.ru_stime, proc.returncode, usage.ru_stime, usage.ru_nvcsw
+    )
 
 
 def machine_cpu() -> tuple[float, float]:
@@ -406,6 +412,8 @@ class OneAccount:
 
     times: dict[str, dict[float, list[float]]] = field(default_factory=dict)
     tls: str = ""
+    #: CPU seconds (user + system, all threads) of each whole-process run, by delay.
+    cpu: dict[str, dict[float, list[float]]] = field(default_factory=dict)
     #: One `check one.json` per delay, in JSON: (wall ms, {check: elapsed_ms}).
     timeline: dict[float, tuple[float, dict[str, float]]] = field(default_factory=dict)
 
@@ -464,26 +472,27 @@ def one_account(
 
     def checked(ran: Ran, what: str) -> float:
         assert ran.code == 0, f"{what} exited {ran.code}"
+        result.cpu.setdefault(what, {}).setdefault(delay, []).append(ran.cpu)
         return ran.wall
 
     def cmd_file() -> float:
-        return checked(run_command([command, "check", str(one), "--ca-file", str(ca)]), "file")
+        return checked(run_command([command, "check", str(one), "--ca-file", str(ca)]), "cmd_file")
 
     def cmd_flags() -> float:
         argv = [command, "check", "--host", MAIL_HOST, "--port", "587", "--imap-host", MAIL_HOST,
                 "--imap-port", "993", "--user", user, "--password-env", PASSWORD_ENV,
                 "--ca-file", str(ca)]  # fmt: skip
-        return checked(run_command(argv, env=env), "check --host ...")
+        return checked(run_command(argv, env=env), "cmd_flags")
 
     def cmd_stdin() -> float:
         with one.open("rb") as stdin:
             ran = run_command([command, "check", "-", "--ca-file", str(ca)], stdin=stdin)
-        return checked(ran, "check -")
+        return checked(ran, "cmd_stdin")
 
     def cmd_also() -> float:
         assert also is not None
         ran = run_command([also, "check", str(one), "--ca-file", str(ca)])
-        return checked(ran, f"{also} check one.json")
+        return checked(ran, "cmd_also")
 
     def swaks_curl() -> float:
         smtp = run_command(swaks_argv(body, ca))
@@ -565,6 +574,13 @@ def print_one(result: OneAccount, delays: Sequence[float]) -> None:
             print(f"  this build's `check one.json` against --also's at RTT "
                   f"{2 * delay * 1000:g} ms: {other:.3f}x faster")  # fmt: skip
     print(f"  TLS used: {result.tls}")
+    print("  CPU of each whole process (ms, user + system, every thread; medians):")
+    for name, by_delay in result.cpu.items():
+        cpus = ", ".join(
+            f"{d * 1000:g} ms each way {statistics.median(v) * 1000:.0f}"
+            for d, v in by_delay.items()
+        )
+        print(f"    {CLIENTS[name]:<50} {cpus}")
     print("  one `check one.json` per delay: wall, and each check's own time (ms; a check's "
           "clock starts once the modules it needs are loaded)")  # fmt: skip
     for delay, (wall, checks) in sorted(result.timeline.items()):
@@ -779,13 +795,16 @@ def print_bulk(title: str, runs: list[BulkRun]) -> None:
     base = next(r for r in runs if r.label.startswith("stdlib"))
     print(
         f"  {'client':<48} {'wall s':>7} {'acc/s':>6} {'x pool':>6} {'CPU s':>6}"
-        f" {'CPU ms/acc':>10} {'machine':>7} {'wrong':>5}  most connections open at once"
+        f" {'CPU ms/acc':>10} {'sys %':>5} {'sleeps/acc':>10} {'machine':>7} {'wrong':>5}"
+        "  most connections open at once"
     )
     for run in runs:
         busy = f"{run.busy * 100:.0f}%" if run.busy is not None else "-"
         print(
             f"  {run.label:<48} {run.ran.wall:>7.1f} {run.rate:>6.1f} {run.rate / base.rate:>6.2f}"
-            f" {run.ran.cpu:>6.1f} {run.ran.cpu / run.accounts * 1000:>10.2f} {busy:>7}"
+            f" {run.ran.cpu:>6.1f} {run.ran.cpu / run.accounts * 1000:>10.2f}"
+            f" {run.ran.system / run.ran.cpu * 100 if run.ran.cpu else 0:>5.0f}"
+            f" {run.ran.sleeps / run.accounts:>10.1f} {busy:>7}"
             f" {run.mismatches:>5}  {run.at_once()}"
         )
         if run.note:
@@ -907,6 +926,9 @@ def summary_one(args: argparse.Namespace, one: OneAccount, rows: list[Row], why:
                     f"({extra_0 * 1000:.0f} ms with no latency: interpreter start-up, imports, "
                     f"reading the input, the report), where swaks then curl take "
                     f"{one.median('swaks_curl', 0.0) * 1000:.0f} ms with no latency at all. "
+                    f"The process uses {statistics.median(one.cpu[client][delay]) * 1000:.0f} "
+                    "ms of CPU (user + system, every thread; a floor on its wall time "
+                    "with one core busy at a time, most of it imports). "
                     f"In-process, the ratio is {sc / inproc:.2f}x."
                 )
         inproc = one.median("preflight", delay)

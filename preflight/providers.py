@@ -46,6 +46,9 @@ __all__ = [
 ]
 
 Security = Literal["ssl", "starttls", "plain"]
+#: The login name a provider expects: the whole address, or the part before the @
+#: (the ISPDB's ``%EMAILADDRESS%`` and ``%EMAILLOCALPART%``).
+UserName = Literal["address", "localpart"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,14 @@ class Provider:
     dkim_hint: str = ""
     #: The user name it expects.
     user_name: str = "the full address"
+    #: The login name of its SMTP and IMAP servers, per protocol.
+    smtp_user: UserName = "address"
+    imap_user: UserName = "address"
+
+    def login_name(self, protocol: str, email: str) -> str:
+        """The login name this provider's ``protocol`` server expects for ``email``."""
+        pattern = self.smtp_user if protocol == "smtp" else self.imap_user
+        return email.rpartition("@")[0] if pattern == "localpart" else email
 
     @property
     def server_hosts(self) -> tuple[str, ...]:
@@ -108,7 +119,7 @@ class ProviderMatch:
     """A provider, how it was recognised, and the name that gave it away."""
 
     provider: Provider
-    via: Literal["domain", "mx", "spf"]
+    via: Literal["domain", "mx", "spf", "autodiscover"]
     evidence: str
 
 
@@ -420,7 +431,8 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         spf=("icloud.com",),
         family="icloud",
         dkim_selectors=("sig1",),
-        user_name="the full address (IMAP: the name part also works)",
+        user_name="the full address (IMAP: the name part, before the @)",
+        imap_user="localpart",
         note=(
             "iCloud needs an app-specific password; for IMAP, Apple gives the name part "
             "of the address as the user name (the full address usually works too)."
@@ -558,8 +570,12 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         type=AccountType.SMTP,
         smtp=_smtp("smtp.web.de"),
         imap=_imap("imap.web.de"),
-        source="https://hilfe.web.de/pop-imap/imap/imap-serverdaten.html",
+        source="https://hilfe.web.de/pop-imap/imap/imap-serverdaten.html"
+        " ; user names: Thunderbird ISPDB web.de (%EMAILLOCALPART%)",
         domains=("web.de",),
+        user_name="the name part of the address (before the @)",
+        smtp_user="localpart",
+        imap_user="localpart",
         family="webde",
         note="Enable POP3/IMAP access in WEB.DE's settings first.",
     ),
@@ -573,6 +589,20 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         domains=("mail.ru", "inbox.ru", "list.ru", "bk.ru"),
         family="mailru",
         note="Mail.ru needs a password for external applications (an app password).",
+    ),
+    Provider(
+        id="free",
+        name="Free (free.fr)",
+        type=AccountType.SMTP,
+        smtp=_smtp("smtp.free.fr", starttls=False),
+        imap=_imap("imap.free.fr"),
+        source="https://assistance.free.fr/articles/configurer-un-client-de-messagerie-1197"
+        " ; user names: Thunderbird ISPDB free.fr (%EMAILLOCALPART%)",
+        domains=("free.fr",),
+        family="free",
+        user_name="the name part of the address (before the @)",
+        smtp_user="localpart",
+        imap_user="localpart",
     ),
 )
 

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from preflight.report import Code
 
-__all__ = ["handshake_failure_text", "hint_for", "starttls_broken_hint", "starttls_refused_hint"]
+__all__ = [
+    "handshake_failure_text",
+    "hint_for",
+    "starttls_broken_hint",
+    "starttls_refused_hint",
+    "user_name_hint",
+]
 
 
 def hint_for(
@@ -277,3 +283,26 @@ def starttls_broken_hint(protocol: str) -> str:
         f"use implicit TLS on {tls_port} if the provider offers it; otherwise tell the "
         "provider."
     )
+
+
+def user_name_hint(protocol: str, host: str, user: str, hint: str = "") -> str:
+    """``hint`` for a refused login, with the user-name advice in front when ``user``
+    is a full address of the provider of ``host`` and the bundled table says it wants
+    the part before the @ for ``protocol`` (iCloud's IMAP, WEB.DE, Free): no network."""
+    from preflight.providers import by_domain, by_server_host
+
+    local, at, domain = user.rpartition("@")
+    provider = by_server_host(host)
+    # Only for the provider's own addresses: a custom domain hosted there (iCloud+)
+    # may log in with another account's name.
+    if provider is None or not at or not local or by_domain(domain) is not provider:
+        return hint
+    if provider.login_name(protocol, user) == user:
+        return hint
+    name = provider.name.split(" (")[0]
+    advice = (
+        f"{name}'s {protocol.upper()} user name is the part before the @: set "
+        f"{'imap_user_name' if protocol == 'imap' else 'user_name'} to {local!r}, not the "
+        "full address."
+    )
+    return f"{advice} {hint}" if hint else advice

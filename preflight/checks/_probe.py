@@ -44,7 +44,12 @@ from preflight._tls import (
     handshake_failure,
     offered_versions,
 )
-from preflight.checks._hints import handshake_failure_text, hint_for, starttls_broken_hint
+from preflight.checks._hints import (
+    handshake_failure_text,
+    hint_for,
+    starttls_broken_hint,
+    user_name_hint,
+)
 from preflight.checks._replies import XOAUTH2_HINT, classify_login_refusal, decode_xoauth2_challenge
 from preflight.options import CheckOptions, Security
 from preflight.payload import Account
@@ -461,7 +466,10 @@ class Probe:
         verdict = classify_login_refusal(
             reply, self.host, status=status, secrets=self.state.secrets
         )
-        return self.stop(verdict.code, verdict.message, verdict.hint, reply=reply, polite=polite)
+        hint = verdict.hint
+        if verdict.code is Code.AUTH_FAILED:  # discover/ISPDB: a local-part provider
+            hint = user_name_hint(self.protocol, self.host, self.user, hint)
+        return self.stop(verdict.code, verdict.message, hint, reply=reply, polite=polite)
 
     def note_oauth_error(self, challenge: str) -> None:
         """Keep the error a server's XOAUTH2 challenge carries (base64 JSON)."""

@@ -590,14 +590,16 @@ def _run_check(
     from preflight.reader import InputError, open_accounts, read_accounts
 
     output_format = flags["output_format"]
-    with _output(flags) as out:
-        writer, progress = _writer_and_progress(flags, out, accounts)
+    with _output(flags) as out, contextlib.ExitStack() as inputs:
+        writer: Writer | None = None
+        progress: Any = None
         failed = False
 
         async def run(items: Any) -> None:
             nonlocal failed
             from preflight.runner import check_many
 
+            assert writer is not None
             async for report in check_many(
                 items,
                 options,
@@ -611,26 +613,32 @@ def _run_check(
 
         try:
             if accounts is None:
-                _asyncio_run(run(_early_start(iter(payloads or ()), options)))
+                items: Iterator[Any] = iter(payloads or ())
             else:
-                with open_accounts(accounts) as stream:
-                    source = "<stdin>" if accounts == "-" else accounts
-                    items: Iterator[Any] = read_accounts(
-                        stream, source=source, fmt=flags["input_format"]
-                    )
-                    if flags.get("shard"):
-                        k, n = flags["shard"]
-                        items = (item for item in items if item.index % n == k - 1)
-                    _asyncio_run(run(_early_start(items, options)))
+                stream = inputs.enter_context(open_accounts(accounts))
+                source = "<stdin>" if accounts == "-" else accounts
+                items = read_accounts(stream, source=source, fmt=flags["input_format"])
+                if flags.get("shard"):
+                    k, n = flags["shard"]
+                    items = (item for item in items if item.index % n == k - 1)
+            # The first account's network gets under way before the writer and the
+            # rest load (preflight._early).
+            items = _early_start(items, options)
+            writer, progress = _writer_and_progress(flags, out, accounts)
+            _asyncio_run(run(items))
         except InputError as exc:
-            _abandon(writer, progress)
+            if writer is not None:
+                _abandon(writer, progress)
             raise InputProblem(str(exc)) from None
         except KeyboardInterrupt:
             # No new work was started after the signal; the checks in flight were
             # cancelled and their connections closed. Keep what is done.
+            if writer is None:
+                writer, progress = _writer_and_progress(flags, out, accounts)
             _interrupted(writer, progress)
         except BaseException:
-            _abandon(writer, progress)
+            if writer is not None:
+                _abandon(writer, progress)
             raise
         _finish(writer, progress)
     sys.exit(EXIT_FAILED if failed else EXIT_OK)
@@ -700,13 +708,13 @@ def _output(flags: dict[str, Any]) -> Iterator[TextIO]:
     that stops on an error (unreadable input: exit 2) leaves FILE as it was. A FILE
     that is not a regular file (``/dev/null``, a FIFO) is written in place.
     """
-    import stat
-    import tempfile
-
     path = flags.get("output")
     if not path:
         yield sys.stdout
         return
+    import stat
+    import tempfile
+
     failed = f"{path}: cannot write the output file"
     try:
         mode: int | None = os.stat(path).st_mode
@@ -1017,107 +1025,13 @@ def _abandon(writer: Writer, progress: Any = None) -> None:
     writer.discard()
 
 
-_DISCOVER_HELP = """Find an address's SMTP and IMAP settings, as a good mail client does.
-
-Looks at the bundled table of big providers (by the domain, its MX hosts and its
-SPF record), the domain's SRV records (RFC 6186), and its autoconfig document over
-HTTPS; failing all of that, it guesses host names (smtp., imap., mail.) and probes
-them on the standard ports: connection, TLS and greeting only, never a login.
-
-Prints where each setting came from; --format json gives {"payload": ..., "discovery":
-...}, the payload a save-account body without from_name and password (fill them in,
-then run preflight validate or check).
-
-\b
-Exit status: 0 SMTP and IMAP settings found, 1 either not found, 2 bad usage.
-
-\b
-Examples:
-  preflight discover alice@example.com
-  preflight discover --format json alice@example.com | jq .payload
-  preflight discover --no-probe --dns-server 127.0.0.1:5353 bob@example.test
-"""
-
-
-@cli.command("discover", context_settings=CONTEXT_SETTINGS, help=_DISCOVER_HELP)
-@click.argument("email", metavar="EMAIL")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="A readable summary, or one JSON document (payload skeleton and discovery).",
-)
-@click.option(
-    "--dns-server",
-    metavar="HOST[:PORT]",
-    help="Resolver for every look-up (MX, SRV, TXT and host names) instead of the system's.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(0.5, 3600),
-    default=20.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Deadline for the whole search.",
-)
-@click.option(
-    "--ca-file",
-    type=click.Path(exists=True, dir_okay=False),
-    metavar="PEM",
-    help="Certificates to trust besides the system store (autoconfig and probes).",
-)
-@click.option(
-    "--no-probe",
-    is_flag=True,
-    help="Never connect to a mail server: no guessing, only the table, DNS and autoconfig.",
-)
-@click.option(
-    "--no-autoconfig", is_flag=True, help="Do not fetch the domain's autoconfig document."
-)
-def discover_command(
-    email: str,
-    output_format: str,
-    dns_server: str | None,
-    timeout: float,
-    ca_file: str | None,
-    no_probe: bool,
-    no_autoconfig: bool,
-) -> None:
-    import asyncio
-
-    from preflight.discover import discover, render_text
-    from preflight.options import CheckOptions, parse_server
-
-    if dns_server:
-        try:
-            parse_server(dns_server)
-        except ValueError:
-            raise click.BadParameter(
-                "expected HOST or HOST:PORT", param_hint="--dns-server"
-            ) from None
-    options = CheckOptions(timeout=timeout, ca_file=ca_file, dns_server=dns_server)
-    try:
-        result = asyncio.run(
-            discover(email, options, probe=not no_probe, autoconfig=not no_autoconfig)
-        )
-    except ValueError as exc:  # the only ValueError discover raises: a malformed address
-        raise click.BadParameter(str(exc), param_hint="EMAIL") from None
-    if output_format == "json":
-        from preflight._text import json_text
-        from preflight.cli._render import ascii_only_stream
-
-        ascii_only = ascii_only_stream(sys.stdout)
-        click.echo(json_text(result.to_dict(), ascii_only=ascii_only, indent=2))
-    else:
-        click.echo(render_text(result), nl=False)
-    sys.exit(EXIT_OK if result.found else EXIT_FAILED)
-
-
 from preflight.cli._audit import audit as _audit  # noqa: E402 - uses the helpers above
 
 cli.add_command(_audit)
+
+from preflight.cli._discover import discover_command as _discover  # noqa: E402 - as above
+
+cli.add_command(_discover)
 
 
 def _safe_standard_streams() -> None:

@@ -10,6 +10,11 @@
 - the domain's **autoconfig document** (``https://autoconfig.DOMAIN/mail/
   config-v1.1.xml`` and ``https://DOMAIN/.well-known/autoconfig/mail/
   config-v1.1.xml``), over verified TLS only, size-capped and time-bounded;
+- Thunderbird's **ISPDB** (given an :class:`Ispdb`: ``<base>/DOMAIN``, then, when it
+  has no entry and the table does not know the MX, ``<base>/`` the most preferred MX
+  host less its first label, then its registrable domain by the Public Suffix List),
+  the same way;
+- the ``autodiscover.DOMAIN`` CNAME (Microsoft 365 points it at outlook.com);
 
 and, failing all of that for a protocol, **guesses** host names (``smtp.``/``imap.``,
 ``mail.``, the domain itself) and probes them concurrently on the standard ports:
@@ -17,8 +22,13 @@ connection, TLS and greeting (and EHLO/CAPABILITY to see STARTTLS), never a logi
 Answers rank implicit TLS over STARTTLS over clear text, as Thunderbird does.
 
 For each protocol the first source that names a server wins, in this order: the
-table by domain, autoconfig, SRV, the table by MX, the table by SPF, guessing. The
-result says where each setting came from and lists every candidate seen.
+table by domain (nothing else is asked), autoconfig, SRV, the ISPDB by domain, the
+table by MX (or the autodiscover CNAME), the ISPDB by MX domain, the table by SPF,
+guessing: Thunderbird's order (own autoconfig, ISPDB, ISPDB by MX, guessing) with the
+table and SRV in it. A document's clear-text servers are listed, never chosen; a
+document with POP3 and no IMAP is reported. ``offline=True`` asks DNS only. The
+result says where each setting came from, the user names each server wants
+(``%EMAILLOCALPART%``), and lists every candidate seen.
 
 Name resolution: with ``CheckOptions.dns_server`` set, *every* name discover looks up
 (MX, SRV, TXT, the autoconfig hosts, guessed hosts) goes to that server and nothing
@@ -37,7 +47,8 @@ download stops there, before parsing; compressed answers are refused.
 connection fails, which settings of that host (or of the address's provider) do
 answer.
 
-One job per module: ``_model`` (results), ``_autoconfig`` (parse), ``probe`` (the
+One job per module: ``_model`` (results), ``_autoconfig`` (parse), ``_ispdb`` (the
+ISPDB and its caches), ``probe`` (the
 wire client), ``_search`` (DNS, SRV, autoconfig fetch, guessing, choosing),
 ``_alternatives`` (hints for check), ``_render`` (text).
 """
@@ -46,6 +57,7 @@ from __future__ import annotations
 
 from preflight.discover._alternatives import suggest_alternatives
 from preflight.discover._autoconfig import parse_autoconfig
+from preflight.discover._ispdb import DEFAULT_ISPDB_URL, Ispdb
 from preflight.discover._model import (
     IMAP_PORTS,
     SMTP_PORTS,
@@ -58,11 +70,13 @@ from preflight.discover._render import render_text
 from preflight.discover._search import discover
 
 __all__ = [
+    "DEFAULT_ISPDB_URL",
     "IMAP_PORTS",
     "SMTP_PORTS",
     "AutoconfigError",
     "Candidate",
     "Discovery",
+    "Ispdb",
     "Lookup",
     "discover",
     "parse_autoconfig",

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from preflight._tls import find_cause
 from preflight.discover._model import (
     AUTOCONFIG_PATH,
     HOST_RE,
+    SECURITY_ORDER,
     WELL_KNOWN_PATH,
     AutoconfigError,
     Candidate,
     Lookup,
     Protocol,
+    Source,
 )
 from preflight.discover._run import Run
 from preflight.options import Security
@@ -67,13 +70,42 @@ def _text(element: Any, tag: str) -> str | None:
     return str(child.text).strip() or None
 
 
+@dataclass(frozen=True)
+class ClientConfig:
+    """What a ``clientConfig`` document says: its IMAP and SMTP servers (best first),
+    the POP3 servers it lists (preflight cannot use them), and the provider's name."""
+
+    candidates: tuple[Candidate, ...]
+    pop3: tuple[str, ...] = ()
+    name: str = ""
+
+    def offers_only_pop3(self) -> bool:
+        """POP3 servers and no IMAP server: SmartLead needs IMAP."""
+        return bool(self.pop3) and not any(c.protocol == "imap" for c in self.candidates)
+
+
 def parse_autoconfig(data: bytes, email: str, domain: str | None = None) -> list[Candidate]:
-    """The IMAP and SMTP servers of a ``clientConfig`` 1.1 document, in its order.
+    """The IMAP and SMTP servers of a ``clientConfig`` 1.1 document, best first.
 
     Placeholders (``%EMAILADDRESS%``, ``%EMAILLOCALPART%``, ``%EMAILDOMAIN%``) are
     filled in; ``domain``, the ASCII (IDNA) form of the address's domain, goes into
     host names. Servers with a bad host name, port or socket type are left out; a
-    document naming none at all is an :class:`AutoconfigError`.
+    document naming none at all is an :class:`AutoconfigError`. The order is the
+    document's within each security: implicit TLS, then STARTTLS, then clear text.
+    """
+    config = parse_config(data, email, domain)
+    if not config.candidates:
+        raise AutoconfigError("invalid", "the document names no IMAP or SMTP server")
+    return list(config.candidates)
+
+
+def parse_config(
+    data: bytes, email: str, domain: str | None = None, source: Source = "autoconfig"
+) -> ClientConfig:
+    """:func:`parse_autoconfig`'s whole answer, with ``source`` on each candidate.
+
+    A document that names POP3 servers and no IMAP or SMTP server is no error here
+    (the caller reports it); one that names no server at all is.
     """
     local, _, own_domain = email.rpartition("@")
     domain = domain or own_domain
@@ -93,19 +125,29 @@ def parse_autoconfig(data: bytes, email: str, domain: str | None = None) -> list
     if root.tag != "clientConfig":
         raise AutoconfigError("invalid", f"the root element is <{root.tag}>, not <clientConfig>")
     found: list[Candidate] = []
+    pop3: list[str] = []
+    name = ""
     for provider in root.iter("emailProvider"):
+        name = name or _text(provider, "displayShortName") or _text(provider, "displayName") or ""
         for element in provider:
-            if element.tag == "incomingServer" and element.get("type") == "imap":
+            kind = element.get("type")
+            if element.tag == "incomingServer" and kind == "imap":
                 protocol: Protocol = "imap"
-            elif element.tag == "outgoingServer" and element.get("type") == "smtp":
+            elif element.tag == "outgoingServer" and kind == "smtp":
                 protocol = "smtp"
+            elif element.tag == "incomingServer" and kind == "pop3":
+                host = expand(_text(element, "hostname") or "")
+                port_text = _text(element, "port") or ""
+                if HOST_RE.match(host) and port_text.isdigit() and len(port_text) <= 5:
+                    pop3.append(f"{host.rstrip('.').lower()}:{int(port_text)}")
+                continue
             else:
                 continue
             host = expand(_text(element, "hostname") or "")
             port_text = _text(element, "port") or ""
             socket_type = (_text(element, "socketType") or "").upper()
             username = _text(element, "username")
-            if not HOST_RE.match(host) or not port_text.isdigit():
+            if not HOST_RE.match(host) or not port_text.isdigit() or len(port_text) > 5:
                 continue
             port = int(port_text)
             if not 1 <= port <= 65535 or socket_type not in _SOCKET_TYPES:
@@ -116,14 +158,29 @@ def parse_autoconfig(data: bytes, email: str, domain: str | None = None) -> list
                     host.rstrip(".").lower(),
                     port,
                     _SOCKET_TYPES[socket_type],
-                    "autoconfig",
-                    username=expand(username) if username else None,
+                    source,
+                    username=_username(expand(username)) if username else None,
                 )
             )
-    if not found:
+    if not found and not pop3:
         raise AutoconfigError("invalid", "the document names no IMAP or SMTP server")
-    # The document's order, clear text last.
-    return sorted(found, key=lambda c: c.security == "plain")
+    # The document's order within each security: SSL, then STARTTLS, then clear text.
+    ordered = sorted(dict.fromkeys(found), key=lambda c: SECURITY_ORDER[c.security])
+    return ClientConfig(tuple(ordered), tuple(dict.fromkeys(pop3)), _printable_name(name))
+
+
+def _username(value: str) -> str | None:
+    """A user name from a document: printable (no control or unassigned characters),
+    not absurdly long; else None (the address is used)."""
+    value = value.strip()
+    if not value or len(value) > 320 or not value.isprintable():
+        return None
+    return value
+
+
+def _printable_name(value: str) -> str:
+    cleaned = "".join(ch for ch in value if ch.isprintable())
+    return cleaned[:80]
 
 
 async def fetch_autoconfig(run: Run, port: int, timeout: float, cap: int) -> None:
@@ -136,6 +193,7 @@ async def fetch_autoconfig(run: Run, port: int, timeout: float, cap: int) -> Non
         (run.domain, WELL_KNOWN_PATH, {}),
     )
     results: list[list[Candidate]] = [[], []]
+    configs: list[ClientConfig | None] = [None, None]
 
     async def one(index: int, host: str, path: str, params: dict[str, str]) -> None:
         url = f"https://{host}{'' if port == 443 else f':{port}'}{path}"
@@ -151,7 +209,9 @@ async def fetch_autoconfig(run: Run, port: int, timeout: float, cap: int) -> Non
                     timeout=httpx.Timeout(timeout),
                 ) as client:
                     data = await download(run, client, host, port, path, params, cap)
-            results[index] = parse_autoconfig(data, run.email, run.domain)
+            config = parse_config(data, run.email, run.domain)
+            configs[index] = config
+            results[index] = list(config.candidates)
         except AutoconfigError as exc:
             run.lookups.append(Lookup("autoconfig", url, exc.reason, str(exc)))
         except TimeoutError:
@@ -164,7 +224,7 @@ async def fetch_autoconfig(run: Run, port: int, timeout: float, cap: int) -> Non
                     "autoconfig",
                     url,
                     "found",
-                    ", ".join(f"{c.protocol} {c.host}:{c.port}" for c in results[index]),
+                    describe(configs[index]),
                 )
             )
 
@@ -173,6 +233,29 @@ async def fetch_autoconfig(run: Run, port: int, timeout: float, cap: int) -> Non
             group.create_task(one(index, host, path, params))
     # autoconfig.DOMAIN first (Thunderbird's order); the other fills gaps.
     run.autoconfig = results[0] + results[1]
+    for config in configs:
+        if config is not None:
+            note_pop3(run, config, "the domain's autoconfig document")
+            break
+
+
+def describe(config: ClientConfig | None) -> str:
+    """The servers of a document, for a look-up's detail."""
+    if config is None:
+        return ""
+    names = [f"{c.protocol} {c.host}:{c.port}" for c in config.candidates]
+    names += [f"pop3 {server}" for server in config.pop3]
+    return ", ".join(names)
+
+
+def note_pop3(run: Run, config: ClientConfig, where: str) -> None:
+    """A provider that offers POP3 and no IMAP is said so: SmartLead needs IMAP."""
+    if config.offers_only_pop3():
+        who = config.name or run.domain
+        run.notes.append(
+            f"this provider offers no IMAP: SmartLead needs IMAP ({who} lists only POP3, "
+            f"{', '.join(config.pop3)}, in {where})"
+        )
 
 
 async def download(

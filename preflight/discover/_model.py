@@ -14,7 +14,14 @@ from preflight.payload import AccountType
 from preflight.providers import ProviderMatch
 
 Protocol = Literal["smtp", "imap"]
-Source = Literal["table", "srv", "autoconfig", "guess"]
+#: Where a setting came from: the bundled table, the domain's SRV records, its own
+#: autoconfig document, Thunderbird's ISPDB by the domain ("ispdb") or by the domain of
+#: its MX host ("ispdb-mx"), or guessing.
+Source = Literal["table", "srv", "autoconfig", "ispdb", "ispdb-mx", "guess"]
+#: The sources that are clientConfig documents (parsed by the same safe parser).
+DOCUMENT_SOURCES: Final[tuple[Source, ...]] = ("autoconfig", "ispdb", "ispdb-mx")
+#: Preference of a document's servers: implicit TLS, then STARTTLS, then clear text.
+SECURITY_ORDER: Final[Mapping[str, int]] = {"ssl": 0, "starttls": 1, "plain": 2}
 
 #: The ports guessing probes, best first, with the security each is probed with
 #: ("starttls" means: clear-text greeting, then STARTTLS looked for in EHLO/CAPABILITY).
@@ -84,10 +91,11 @@ class Lookup:
 
     ``result``: ``found``, ``none`` (asked, nothing there), ``nxdomain``, ``timeout``,
     ``servfail``, ``error``, ``does_not_resolve``, ``refused``, ``tls_error``,
-    ``http_status``, ``too_large``, ``invalid``, ``skipped``.
+    ``http_status``, ``too_large``, ``invalid``, ``skipped``. An ISPDB answer from the
+    cache says so in ``detail``.
     """
 
-    step: Literal["mx", "srv", "spf", "autoconfig", "guess"]
+    step: Literal["mx", "srv", "spf", "autodiscover", "autoconfig", "ispdb", "guess"]
     target: str
     result: str
     detail: str = ""

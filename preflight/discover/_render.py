@@ -22,6 +22,7 @@ def render_text(result: Discovery) -> str:
             "domain": "by the address's domain",
             "mx": f"MX {result.provider.evidence}",
             "spf": f"SPF include:{result.provider.evidence}",
+            "autodiscover": f"autodiscover CNAME {result.provider.evidence}",
         }[result.provider.via]
         row("provider", f"{entry.name} ({how})")
     for name, candidate in (("SMTP", result.smtp), ("IMAP", result.imap)):
@@ -32,6 +33,8 @@ def render_text(result: Discovery) -> str:
             "table": "from the provider table",
             "srv": "from the domain's SRV record",
             "autoconfig": "from the domain's autoconfig document",
+            "ispdb": "from Thunderbird's ISPDB (by domain)",
+            "ispdb-mx": "from Thunderbird's ISPDB (by MX domain)",
             "guess": "guessed; it answered",
         }[candidate.source]
         setting = f"{candidate.host}:{candidate.port}"
@@ -45,6 +48,17 @@ def render_text(result: Discovery) -> str:
         ]
         if others:
             row("", "also answered: " + ", ".join(c.label() for c in others))
+        listed = [
+            c
+            for c in result.candidates
+            if c.protocol == candidate.protocol
+            and c.source == candidate.source
+            and c.answered is None
+            and c != candidate
+            and c.source != "table"
+        ]
+        if listed:
+            row("", "also listed: " + ", ".join(c.label() for c in listed))
     row("type", result.type.value)
     row("user", result.user_name)
     if result.imap_user_name:
@@ -56,6 +70,9 @@ def render_text(result: Discovery) -> str:
     for lookup in result.lookups:
         if lookup.step == "autoconfig" and lookup.result not in ("found", "does_not_resolve"):
             row("tried", f"{lookup.target}: {lookup.result} ({lookup.detail})")
+        elif lookup.step == "ispdb" and lookup.result not in ("none", "skipped"):
+            detail = f" ({lookup.detail})" if lookup.detail else ""
+            row("ISPDB", f"{lookup.target}: {lookup.result}{detail}")
         elif lookup.step == "guess" and lookup.result != "found":
             row("tried", f"guessing {lookup.target}: {lookup.detail}")
     for note in result.notes:

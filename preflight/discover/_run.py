@@ -32,6 +32,11 @@ class Run:
     spf: list[str] = field(default_factory=list)
     srv: list[Candidate] = field(default_factory=list)
     autoconfig: list[Candidate] = field(default_factory=list)
+    #: Thunderbird's ISPDB, by the address's domain and by its MX host's domain.
+    ispdb: list[Candidate] = field(default_factory=list)
+    ispdb_mx: list[Candidate] = field(default_factory=list)
+    #: Where ``autodiscover.DOMAIN`` points (a CNAME), if anywhere.
+    autodiscover: str = ""
     guesses: list[Candidate] = field(default_factory=list)
     nxdomain: bool = False
     _hosts: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
@@ -76,6 +81,15 @@ class Run:
         if result == "found" and not includes:
             result = "none"
         self.lookups.append(Lookup("spf", self.domain, result, " ".join(includes)))
+
+    async def lookup_autodiscover(self) -> None:
+        """``autodiscover.DOMAIN``'s CNAME: Exchange (Microsoft 365) domains point it at
+        ``autodiscover.outlook.com``."""
+        name = f"autodiscover.{self.domain}"
+        records, result = await self.query(name, "CNAME")
+        targets = [str(r.target).rstrip(".").lower() for r in records]
+        self.autodiscover = targets[0] if targets else ""
+        self.lookups.append(Lookup("autodiscover", name, result, ", ".join(targets)))
 
     def resolve(self, host: str) -> asyncio.Task[Any]:
         """The host's addresses, looked up once per run (by the DNS server if given)."""

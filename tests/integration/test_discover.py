@@ -913,6 +913,8 @@ async def test_suggest_alternatives_none_when_nothing_answers(world: World) -> N
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    # Never the real ISPDB: the CLI asks it by default; here nothing listens there.
+    env = {**os.environ, "PREFLIGHT_ISPDB_URL": "https://127.0.0.1:9/v1.1/"}
     return subprocess.run(
         [sys.executable, "-m", "preflight", *args],
         capture_output=True,
@@ -920,6 +922,7 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
         input=stdin,
         timeout=60,
         check=False,
+        env=env,
     )
 
 

@@ -63,6 +63,7 @@ REPRESENTATIVE_DOMAIN: dict[str, tuple[str, ...]] = {
     "gmx": ("gmx.net", "gmx.de", "gmx.com"),
     "webde": ("web.de",),
     "mailru": ("mail.ru", "inbox.ru"),
+    "free": ("free.fr",),
 }
 
 
