@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from fixtures.certs import CertSet, make_certs
+from fixtures.dns_server import DnsServer, build_zone
 from fixtures.hostile import INTERNAL_ERROR_ALERT, TlsTrouble
 from fixtures.threaded import threaded_server
 from preflight import _early
@@ -121,7 +122,19 @@ async def test_a_refused_early_connection_is_reported_as_refused() -> None:
     assert failure.value.code.value == "connect_refused"
 
 
-def run_check(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def dns_server() -> Iterator[str]:
+    """The local test DNS server, for the mx check of the commands below: nothing in
+    the tests asks the system's resolver (which may forward off this machine)."""
+    server = DnsServer(build_zone())
+    host, port = server.start()
+    try:
+        yield f"{host}:{port}"
+    finally:
+        server.stop()
+
+
+def run_check(port: int, *extra: str, dns: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -136,11 +149,13 @@ def run_check(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
             "plain",
             "--allow-plaintext-auth",
             "--user",
-            "early@example.com",
+            "early@preflight.test",
             "--password-env",
             "EARLY_PW",
             "--no-domain-check",
             "--no-blocklist-check",
+            "--dns-server",
+            dns,
             "--format",
             "json",
             *extra,
@@ -153,11 +168,11 @@ def run_check(port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_command_connects_once() -> None:
+def test_the_command_connects_once(dns_server: str) -> None:
     """`preflight check --host ...` (a cold start): one connection to the server, the
     login on it, the report as usual, and the password nowhere in the output."""
     with server() as (state, port):
-        done = run_check(port)
+        done = run_check(port, dns=dns_server)
     assert CANARY not in done.stdout + done.stderr
     import json
 
@@ -167,9 +182,9 @@ def test_the_command_connects_once() -> None:
     assert state.logins == 1
 
 
-def test_the_command_reports_a_refused_port_as_before() -> None:
+def test_the_command_reports_a_refused_port_as_before(dns_server: str) -> None:
     port = free_port()
-    done = run_check(port)
+    done = run_check(port, dns=dns_server)
     import json
 
     smtp = json.loads(done.stdout)["accounts"][0]["checks"][2]
