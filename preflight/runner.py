@@ -245,11 +245,9 @@ class Shared:
         return task
 
     def mx(self, domain: str) -> asyncio.Future[CheckResult]:
-        """The mx check of ``domain``: one look-up in flight per domain at a time.
-
-        Once done it is forgotten; the resolver's cache answers later accounts while
-        the records' TTL holds.
-        """
+        """The mx check of ``domain``: looked up once per run (a thousand accounts of
+        one domain: one look-up, one result); a result that says only that DNS failed
+        (a timeout, SERVFAIL) is asked again by the next account."""
         key = domain.lower()
         task = self._mx.get(key)
         if task is None:
@@ -262,13 +260,13 @@ class Shared:
 
             task = asyncio.ensure_future(look_up())
             self._mx[key] = task
-            task.add_done_callback(lambda _: self._mx.pop(key, None))
+            task.add_done_callback(lambda t: _forget_dns_failure(t, key, self._mx))
         return task
 
     def domain(
         self, account: Account, mx: asyncio.Future[CheckResult], deadline: float
     ) -> asyncio.Future[CheckResult]:
-        """The domain check of an account's sending domain, one in flight per
+        """The domain check of an account's sending domain, once per run and
         (domain, type, SMTP host): accounts of one domain share it, like ``mx``."""
         key = (
             account.email_domain.lower(),
@@ -279,7 +277,7 @@ class Shared:
         if task is None:
             task = asyncio.ensure_future(_domain(account, self.options, self, mx, deadline))
             self._domains[key] = task
-            task.add_done_callback(lambda _: self._domains.pop(key, None))
+            task.add_done_callback(lambda t: _forget_dns_failure(t, key, self._domains))
         return task
 
     # --- The blocklist check (issue 14) ---------------------------------------------
@@ -413,6 +411,26 @@ class Shared:
             *self._tracking.values(),
         ]:
             task.cancel()
+
+
+#: Codes that say a DNS answer could not be had, not what the answer is.
+_DNS_FAILURES: Final = frozenset({Code.DNS_TIMEOUT, Code.DNS_SERVFAIL, Code.TIMEOUT})
+
+
+def _forget_dns_failure(
+    task: asyncio.Task[CheckResult], key: object, tasks: dict[Any, Any]
+) -> None:
+    """An mx or domain result is kept for the run, unless DNS failed somewhere in it:
+    the next account asks again."""
+    if task.cancelled() or task.exception() is not None:
+        tasks.pop(key, None)
+        return
+    result = task.result()
+    problems = result.details.get("problems") or ()
+    if result.code in _DNS_FAILURES or any(
+        isinstance(p, Mapping) and p.get("code") in _DNS_FAILURES for p in problems
+    ):
+        tasks.pop(key, None)
 
 
 def _forget_unavailable(task: asyncio.Task[Any], key: object, tasks: dict[Any, Any]) -> None:
