@@ -149,7 +149,10 @@ _CHECK_OPTIONS = [
     click.option(
         "--strict",
         is_flag=True,
-        help="Sending-domain problems (SPF, DMARC, DKIM) fail the account instead of warning.",
+        help="Deliverability problems fail the account instead of warning: SPF, DMARC and "
+        "DKIM (domain; DMARC p=none becomes a warning), blocklist listings and reverse DNS "
+        "(blocklist), the tracking domain (tracking). A list that could not be asked stays "
+        "a warning.",
     ),
     click.option(
         "--roundtrip",
@@ -199,7 +202,9 @@ _CHECK_OPTIONS = [
     click.option(
         "--dns-server",
         metavar="HOST[:PORT]",
-        help="Resolver for the DNS checks (MX) instead of the system's.",
+        help="Resolver for the DNS checks (MX, SPF/DMARC/DKIM, blocklists, reverse DNS, the "
+        "tracking domain) instead of the system's. Spamhaus refuses queries that come "
+        "through public resolvers: use your own resolver for the blocklist check.",
     ),
     click.option(
         "--dns-for-hosts",

@@ -165,7 +165,8 @@ def payload_from_platform(account: Mapping[str, Any]) -> dict[str, Any]:
 
     The listing's names are mapped to the save body's (``username`` to
     ``user_name``, ``imap_username`` to ``imap_user_name``, ``message_per_day`` to
-    ``max_email_per_day``, ``bcc_email`` to ``bcc``; ``warmup_enabled`` from the
+    ``max_email_per_day``, ``bcc_email`` to ``bcc``, ``custom_tracking_domain`` to
+    ``custom_tracking_url``; ``warmup_enabled`` from the
     warmup status). The result holds the passwords: memory only.
     """
     warmup = account.get("warmup_details")
@@ -195,6 +196,11 @@ def payload_from_platform(account: Mapping[str, Any]) -> dict[str, Any]:
         "different_reply_to_address": account.get("different_reply_to_address"),
         "bcc": account.get("bcc_email"),
         "client_id": account.get("client_id"),
+        # The listing's custom_tracking_domain is the save body's custom_tracking_url:
+        # the tracking check audits it too.
+        "custom_tracking_url": account.get(
+            "custom_tracking_domain", account.get("custom_tracking_url")
+        ),
     }
     payload.update({k: v for k, v in optional.items() if v not in (None, "")})
     return payload

@@ -72,6 +72,14 @@ def test_payload_from_platform_maps_the_listing_names() -> None:
     }
 
 
+def test_the_tracking_domain_is_audited_too() -> None:
+    """The listing's custom_tracking_domain becomes the payload's custom_tracking_url,
+    so the tracking check runs on accounts already on the platform."""
+    payload = payload_from_platform(fetched(custom_tracking_domain="track.example.com"))
+    assert payload["custom_tracking_url"] == "track.example.com"
+    assert "custom_tracking_url" not in payload_from_platform(fetched(custom_tracking_domain=""))
+
+
 def test_platform_keeps_no_secret_and_says_its_status() -> None:
     platform = Platform.from_item(fetched(), ("pw-CANARY-unit",))
     assert platform.status == "imap_failing"
