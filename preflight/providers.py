@@ -394,6 +394,8 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         spf=("yahoo.com", "yahoodns.net"),
         spf_include="_spf.mail.yahoo.com",
         family="yahoo",
+        # The ISPDB's second IMAP server for Yahoo (yahoo.com entry).
+        hosts=("export.imap.mail.yahoo.com",),
         dkim_selectors=("s1024", "s2048"),
         dkim_hint=_YAHOO_DKIM,
         note="Yahoo needs an app password (a normal one fails with AUTH005).",
@@ -559,8 +561,23 @@ PROVIDERS: Final[tuple[Provider, ...]] = (
         type=AccountType.SMTP,
         smtp=_smtp("mail.gmx.net"),
         imap=_imap("imap.gmx.net"),
-        source="https://support.gmx.com/pop-imap/imap/imap.html",
-        domains=("gmx.com", "gmx.net", "gmx.de", "gmx.at", "gmx.ch", "gmx.fr", "gmx.us"),
+        source="https://hilfe.gmx.net/pop-imap/imap/imap-serverdaten.html"
+        " ; Thunderbird ISPDB gmx.net",
+        domains=("gmx.net", "gmx.de", "gmx.at", "gmx.ch"),
+        family="gmx",
+        note="Enable POP3/IMAP access in GMX's settings first.",
+    ),
+    # GMX's international service (gmx.com and its country domains) has hosts of its
+    # own: the Thunderbird ISPDB's gmx.com entry ("gmx.net is same company, but
+    # different access servers") and support.gmx.com name imap.gmx.com, mail.gmx.com.
+    Provider(
+        id="gmx-com",
+        name="GMX (gmx.com)",
+        type=AccountType.SMTP,
+        smtp=_smtp("mail.gmx.com"),
+        imap=_imap("imap.gmx.com"),
+        source="https://support.gmx.com/pop-imap/imap/imap.html ; Thunderbird ISPDB gmx.com",
+        domains=("gmx.com", "gmx.fr", "gmx.us"),
         family="gmx",
         note="Enable POP3/IMAP access in GMX's settings first.",
     ),
