@@ -273,6 +273,13 @@ def run_command(
     )
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far (/proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU ticks of the whole machine, from /proc/stat."""
     with open("/proc/stat") as stat:
@@ -644,6 +651,8 @@ class BulkRun:
     names: dict[str, str] = field(default_factory=dict)  # proxy address -> host name
     per_host: int | None = None  # preflight's --per-host in this run
     workload: str = ""
+    #: CPU seconds the latency proxy used during the run (one process, one core at most).
+    proxy_cpu: float | None = None
 
     def most_per_host(self) -> tuple[int, int]:
         """The most SMTP and the most IMAP connections open at once to one host."""
@@ -735,35 +744,40 @@ def bulk(
         out = workdir / f"{name}-preflight-{len(runs)}.jsonl"
         proxy.stats()  # a new count
         before = machine_cpu()
+        proxy_before = process_cpu(proxy.process.pid)
         with out.open("w") as sink:
             ran = run_command(
                 [command, "check", "--format", "jsonl", "--ca-file", ca, *flags, str(path)], sink
             )
         busy = busy_since(before)
+        proxy_cpu = process_cpu(proxy.process.pid) - proxy_before
         stats = proxy.stats()
         wrong, seen, account_s = _outcomes(kinds, out.read_text().splitlines(), preflight=True)
         bound = int(flags[flags.index("--per-host") + 1]) if "--per-host" in flags else per_host
         runs.append(
             BulkRun(
-                label, count, ran, wrong, note, busy, stats, account_s, proxy.names, bound, name
+                label, count, ran, wrong, note, busy, stats, account_s, proxy.names, bound, name,
+                proxy_cpu,
             )
-        )
+        )  # fmt: skip
         _report_mismatches(label, seen)
     print(f"    stdlib, {THREADS} threads ...", flush=True)
     out = workdir / f"{name}-stdlib.jsonl"
     proxy.stats()
     before = machine_cpu()
+    proxy_before = process_cpu(proxy.process.pid)
     with out.open("w") as sink:
         ran = run_command(
             [sys.executable, str(BENCH / "stdlib_check.py"), str(path), "--ca-file", ca,
              "--threads", str(THREADS)], sink,
         )  # fmt: skip
     busy = busy_since(before)
+    proxy_cpu = process_cpu(proxy.process.pid) - proxy_before
     stats = proxy.stats()
     wrong, seen, _ = _outcomes(kinds, out.read_text().splitlines(), preflight=False)
     note = f"{THREADS} threads, smtplib then imaplib, 10 s socket timeout"
     runs.append(BulkRun(f"stdlib, ThreadPoolExecutor({THREADS})", count, ran, wrong, note, busy,
-                        stats, None, proxy.names))  # fmt: skip
+                        stats, None, proxy.names, proxy_cpu=proxy_cpu))  # fmt: skip
     _report_mismatches("stdlib", seen)
     if sample <= 0:
         return runs
@@ -813,6 +827,11 @@ def print_bulk(title: str, runs: list[BulkRun]) -> None:
             print(
                 f"      one account's check took {run.account_s:.2f} s on average: "
                 f"{run.rate * run.account_s:.1f} accounts in flight on average"
+            )
+        if run.proxy_cpu is not None and run.ran.wall > 0:
+            print(
+                f"      the latency proxy used {run.proxy_cpu / run.ran.wall * 100:.0f}% of one "
+                "core meanwhile (one process: 100% would make it the bottleneck)"
             )
     print(
         "  CPU s: the client's own (user + system); machine: the whole machine's CPU use "
