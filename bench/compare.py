@@ -72,7 +72,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, Final
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -653,6 +653,8 @@ class BulkRun:
     workload: str = ""
     #: CPU seconds the latency proxy used during the run (one process, one core at most).
     proxy_cpu: float | None = None
+    #: The mean time (s) of each check that ran, from the reports.
+    check_times: dict[str, float] = field(default_factory=dict)
 
     def most_per_host(self) -> tuple[int, int]:
         """The most SMTP and the most IMAP connections open at once to one host."""
@@ -689,6 +691,11 @@ class BulkRun:
         )
 
 
+LOGINS: Final = ("smtp", "imap")
+#: Each check's own times (ms) in the last preflight bulk run read (see print_bulk).
+CHECK_TIMES: dict[str, list[float]] = {}
+
+
 def _outcomes(
     kinds: list[str], lines: list[str], preflight: bool
 ) -> tuple[int, Counter[str], float | None]:
@@ -703,7 +710,13 @@ def _outcomes(
         if preflight:
             codes = {c["name"]: c["code"] for c in record["checks"]}
             got[record["index"]] = (codes["mx"], codes["smtp"], codes["imap"])
-            times.append(max(c.get("elapsed_ms") or 0.0 for c in record["checks"]) / 1000)
+            # An account's own time: its logins (the DNS checks' results are shared by
+            # the run's accounts, with the time of the first one that looked them up).
+            own = [c.get("elapsed_ms") or 0.0 for c in record["checks"] if c["name"] in LOGINS]
+            times.append(max(own, default=0.0) / 1000)
+            for c in record["checks"]:
+                if c["status"] != "skip":
+                    CHECK_TIMES.setdefault(c["name"], []).append(c.get("elapsed_ms") or 0.0)
         else:
             got[record["index"]] = (record["smtp"], record["imap"])
     expected = EXPECTED_PREFLIGHT if preflight else EXPECTED_STDLIB
@@ -752,12 +765,14 @@ def bulk(
         busy = busy_since(before)
         proxy_cpu = process_cpu(proxy.process.pid) - proxy_before
         stats = proxy.stats()
+        CHECK_TIMES.clear()
         wrong, seen, account_s = _outcomes(kinds, out.read_text().splitlines(), preflight=True)
+        check_times = {k: statistics.fmean(v) / 1000 for k, v in CHECK_TIMES.items()}
         bound = int(flags[flags.index("--per-host") + 1]) if "--per-host" in flags else per_host
         runs.append(
             BulkRun(
                 label, count, ran, wrong, note, busy, stats, account_s, proxy.names, bound, name,
-                proxy_cpu,
+                proxy_cpu, check_times,
             )
         )  # fmt: skip
         _report_mismatches(label, seen)
@@ -828,6 +843,9 @@ def print_bulk(title: str, runs: list[BulkRun]) -> None:
                 f"      one account's check took {run.account_s:.2f} s on average: "
                 f"{run.rate * run.account_s:.1f} accounts in flight on average"
             )
+        if run.check_times:
+            each = ", ".join(f"{k} {v:.2f}" for k, v in run.check_times.items())
+            print(f"      each check's own time (s, mean): {each}")
         if run.proxy_cpu is not None and run.ran.wall > 0:
             print(
                 f"      the latency proxy used {run.proxy_cpu / run.ran.wall * 100:.0f}% of one "
