@@ -29,6 +29,7 @@ import trustme
 from dnslib import MX, QTYPE, RR, SRV, TXT, A  # type: ignore[import-untyped]
 
 from fixtures.dns_server import DnsServer, Zone
+from fixtures.http import LocalHTTPServer
 from preflight.discover import (
     AutoconfigError,
     Discovery,
@@ -242,8 +243,7 @@ class Request:
     path: str
 
 
-class _HttpsServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+class _HttpsServer(LocalHTTPServer):
     context: ssl.SSLContext
     requests: list[Request]
     stopping: threading.Event

@@ -193,9 +193,21 @@ def test_the_command_reports_a_refused_port_as_before(dns_server: str) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_failed_early_look_up_is_the_probes_to_report() -> None:
+async def test_a_failed_early_look_up_is_the_probes_to_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A name that does not resolve: the early look-up's error is the one the probe's
-    look-up raises (as the system resolver would), and nothing is claimed."""
+    look-up raises (as the system resolver would), and nothing is claimed. The system
+    resolver is replaced for the name: asking it would send the question off the
+    machine."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "no-such-host.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     _early.start("no-such-host.invalid", 587, 5.0)
     with pytest.raises(socket.gaierror):
         await _resolve_system("no-such-host.invalid")
