@@ -29,7 +29,7 @@ import trustme
 from dnslib import MX, QTYPE, RR, SRV, TXT, A  # type: ignore[import-untyped]
 
 from fixtures.dns_server import DnsServer, Zone
-from fixtures.http import LocalHTTPServer
+from fixtures.local_http import LocalHTTPServer
 from preflight.discover import (
     AutoconfigError,
     Discovery,
