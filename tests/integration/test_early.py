@@ -380,3 +380,68 @@ async def test_an_imap_probe_never_takes_an_smtp_prelude() -> None:
             imap.close()
             smtp.close()
     assert sorted(peers) == sorted(ports)
+
+
+def _scripted(greeting: bytes, after_starttls: bytes = b"") -> Any:
+    """An SMTP server for the prelude: ``greeting`` first, EHLO offering STARTTLS,
+    ``220`` (plus ``after_starttls``) to STARTTLS; records every line it reads."""
+    lines: list[bytes] = []
+
+    def serve(conn: socket.socket, _peer: Any) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(5)
+            conn.sendall(greeting)
+            buffer = b""
+            while chunk := conn.recv(4096):
+                buffer += chunk
+                while b"\r\n" in buffer:
+                    line, buffer = buffer.split(b"\r\n", 1)
+                    lines.append(line)
+                    verb = line.split(b" ", 1)[0].upper()
+                    if verb == b"EHLO":
+                        conn.sendall(b"250-odd.test\r\n250 STARTTLS\r\n")
+                    elif verb == b"STARTTLS":
+                        conn.sendall(b"220 2.0.0 Ready\r\n" + after_starttls)
+                    elif verb == b"QUIT":
+                        return
+
+    serve.lines = lines  # type: ignore[attr-defined]
+    return serve
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("greeting", "after_starttls", "by_the_book"),
+    [
+        (b"220 \xff\xfe non-UTF-8 \x00 greeting\r\n", b"", True),
+        (b"220-first\r\n220-second\r\n220 last\r\n", b"", True),
+        (b"220 fine\r\n", b"250 injected before TLS\r\n", False),
+        (b"220 " + b"x" * 70_000, b"", False),  # a line that never ends
+        (b"2x0 not a reply\r\n", b"", False),
+        (b"554 no service for you\r\n", b"", False),
+        (b"220-one\r\n221 another code mid-reply\r\n", b"", False),
+    ],
+    ids=["non-utf8", "multi-line", "injected", "endless", "garbage", "refusal", "mixed"],
+)
+async def test_the_prelude_reads_strange_servers_safely(
+    greeting: bytes, after_starttls: bytes, by_the_book: bool
+) -> None:
+    """Strange bytes from the server: by the book (whatever the text's bytes), the socket
+    comes with its prelude and the greeting's text; anything else, no prelude on any
+    socket the probe gets, and the server was told QUIT."""
+    serve = _scripted(greeting, after_starttls)
+    with threaded_server(serve) as (port, _):
+        _early.start("127.0.0.1", port, 5.0, prelude=("preflight.localhost", 2.0, 2.0))
+        sock = await open_socket(("127.0.0.1",), port, 5.0, "smtp")
+        try:
+            found = _early.prelude(sock)
+        finally:
+            sock.close()
+    lines: list[bytes] = serve.lines
+    if by_the_book:
+        assert found is not None
+        assert found.ready == "2.0.0 Ready"
+        assert b"QUIT" not in lines
+    else:
+        assert found is None
+        assert b"QUIT" in lines
