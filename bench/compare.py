@@ -692,19 +692,18 @@ class BulkRun:
 
 
 LOGINS: Final = ("smtp", "imap")
-#: Each check's own times (ms) in the last preflight bulk run read (see print_bulk).
-CHECK_TIMES: dict[str, list[float]] = {}
 
 
 def _outcomes(
     kinds: list[str], lines: list[str], preflight: bool
-) -> tuple[int, Counter[str], float | None]:
+) -> tuple[int, Counter[str], float | None, dict[str, float]]:
     """Mismatches against the expected outcomes, the commonest ones, and (preflight)
-    the mean time of an account's check."""
+    the mean time of an account's check and of each check that ran (seconds)."""
     seen: Counter[str] = Counter()
     wrong = 0
     got: dict[int, tuple[str, ...]] = {}
     times: list[float] = []
+    each: dict[str, list[float]] = {}
     for line in lines:
         record = json.loads(line)
         if preflight:
@@ -716,7 +715,7 @@ def _outcomes(
             times.append(max(own, default=0.0) / 1000)
             for c in record["checks"]:
                 if c["status"] != "skip":
-                    CHECK_TIMES.setdefault(c["name"], []).append(c.get("elapsed_ms") or 0.0)
+                    each.setdefault(c["name"], []).append((c.get("elapsed_ms") or 0.0) / 1000)
         else:
             got[record["index"]] = (record["smtp"], record["imap"])
     expected = EXPECTED_PREFLIGHT if preflight else EXPECTED_STDLIB
@@ -725,7 +724,8 @@ def _outcomes(
         if outcome != expected[kind]:
             wrong += 1
             seen[f"{kind}: {outcome}"] += 1
-    return wrong, seen, (statistics.fmean(times) if times else None)
+    means = {name: statistics.fmean(values) for name, values in each.items()}
+    return wrong, seen, (statistics.fmean(times) if times else None), means
 
 
 def _report_mismatches(label: str, seen: Counter[str]) -> None:
@@ -765,9 +765,8 @@ def bulk(
         busy = busy_since(before)
         proxy_cpu = process_cpu(proxy.process.pid) - proxy_before
         stats = proxy.stats()
-        CHECK_TIMES.clear()
-        wrong, seen, account_s = _outcomes(kinds, out.read_text().splitlines(), preflight=True)
-        check_times = {k: statistics.fmean(v) / 1000 for k, v in CHECK_TIMES.items()}
+        outcome = _outcomes(kinds, out.read_text().splitlines(), preflight=True)
+        wrong, seen, account_s, check_times = outcome
         bound = int(flags[flags.index("--per-host") + 1]) if "--per-host" in flags else per_host
         runs.append(
             BulkRun(
@@ -789,7 +788,7 @@ def bulk(
     busy = busy_since(before)
     proxy_cpu = process_cpu(proxy.process.pid) - proxy_before
     stats = proxy.stats()
-    wrong, seen, _ = _outcomes(kinds, out.read_text().splitlines(), preflight=False)
+    wrong, seen, _, _ = _outcomes(kinds, out.read_text().splitlines(), preflight=False)
     note = f"{THREADS} threads, smtplib then imaplib, 10 s socket timeout"
     runs.append(BulkRun(f"stdlib, ThreadPoolExecutor({THREADS})", count, ran, wrong, note, busy,
                         stats, None, proxy.names, proxy_cpu=proxy_cpu))  # fmt: skip

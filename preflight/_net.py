@@ -34,6 +34,7 @@ __all__ = [
     "ProbeState",
     "ProbeStop",
     "bounded",
+    "goodbye",
     "mode_for_port",
     "offers_starttls",
     "open_socket",
@@ -238,7 +239,7 @@ async def _unverified_handshake(
                 if starttls:
                     tls.write(b"QUIT\r\n" if protocol == "smtp" else b"C2 LOGOUT\r\n")
                 tls.unwrap()  # queues the close_notify, then wants the server's: not awaited
-            _goodbye(sock, outgoing.read())
+            goodbye(sock, outgoing.read())
             return taken
     except (OSError, TimeoutError):  # ssl.SSLError is an OSError
         return None
@@ -582,19 +583,19 @@ async def offers_starttls(address: str, port: int, protocol: str, timeout: float
                 lines = [await _read_line(sock, buffer)]
                 while lines[-1][3:4] == b"-":
                     lines.append(await _read_line(sock, buffer))
-                _goodbye(sock, b"QUIT\r\n")
+                goodbye(sock, b"QUIT\r\n")
                 if not lines[0].startswith(b"250"):
                     return None
                 return any(line[4:].strip().upper() == b"STARTTLS" for line in lines)
             greeting = await _read_line(sock, buffer)
             if b"CAPABILITY" in greeting.upper():
-                _goodbye(sock, b"C2 LOGOUT\r\n")
+                goodbye(sock, b"C2 LOGOUT\r\n")
                 return b"STARTTLS" in greeting.upper().replace(b"]", b" ").split()
             await loop.sock_sendall(sock, b"C1 CAPABILITY\r\n")
             lines = [await _read_line(sock, buffer)]
             while not lines[-1].startswith(b"C1 "):
                 lines.append(await _read_line(sock, buffer))
-            _goodbye(sock, b"C2 LOGOUT\r\n")
+            goodbye(sock, b"C2 LOGOUT\r\n")
             if not lines[-1].upper().startswith(b"C1 OK"):
                 return None
             return any(
@@ -606,7 +607,7 @@ async def offers_starttls(address: str, port: int, protocol: str, timeout: float
         sock.close()
 
 
-def _goodbye(sock: socket.socket, data: bytes) -> None:
+def goodbye(sock: socket.socket, data: bytes) -> None:
     """End a short look politely without waiting: ``data`` (QUIT, LOGOUT or a TLS
     close_notify), then our half of the connection closed; the server's answer is not
     read. Bytes that fit an empty send buffer, so a plain ``send`` takes them."""

@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from preflight._net import ConnectFailure, open_socket, presented_certificate, tls_handshake
+from preflight._net import (
+    ConnectFailure,
+    goodbye,
+    open_socket,
+    presented_certificate,
+    tls_handshake,
+)
 from preflight._resolver import DNS_ERRORS, SENDER_DOMAIN_CODES, DnsFailure, dns_failure
 from preflight._tls import classify_tls_error, describe_der, describe_session, expiry_warning
 from preflight.payload import tracking_url_parts
@@ -265,9 +270,7 @@ async def _check_https(
         session = describe_session(tls)
         with contextlib.suppress(ssl.SSLError):
             tls.unwrap()  # queues our close_notify; the server's is not awaited
-        with contextlib.suppress(OSError):
-            sock.send(outgoing.read())
-            sock.shutdown(socket.SHUT_WR)
+        goodbye(sock, outgoing.read())
     except TimeoutError:
         found.details["https"] = "no TLS handshake in time"
         found.problem(

@@ -21,26 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dnslib import MX, QTYPE, RR, A, DNSRecord  # type: ignore[import-untyped]  # no type info
+from dnslib import MX, QTYPE, RR, A  # type: ignore[import-untyped]  # no type info
 
 import preflight
-from fixtures.dns_server import DnsServer, Zone
+from fixtures.dns_server import CountingZone, DnsServer
 from fixtures.threaded import threaded_server
 from preflight.options import CheckOptions, Timeouts
 
 DOMAIN = "bulk.test"
-
-
-@dataclass(frozen=True)
-class CountingZone(Zone):
-    """A zone that counts the queries it answers, by (name, type)."""
-
-    asked: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def answer(self, query: bytes) -> bytes | None:
-        request = DNSRecord.parse(query)
-        self.asked[(str(request.q.qname).rstrip("."), QTYPE[request.q.qtype])] += 1
-        return super().answer(query)
 
 
 @pytest.fixture

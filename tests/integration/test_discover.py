@@ -29,7 +29,7 @@ import trustme
 from dnslib import MX, QTYPE, RR, SRV, TXT, A  # type: ignore[import-untyped]
 
 from fixtures.dns_server import DnsServer, Zone
-from fixtures.local_http import LocalHTTPServer
+from fixtures.local_http import LocalHTTPSServer
 from preflight.discover import (
     AutoconfigError,
     Discovery,
@@ -243,17 +243,9 @@ class Request:
     path: str
 
 
-class _HttpsServer(LocalHTTPServer):
-    context: ssl.SSLContext
+class _HttpsServer(LocalHTTPSServer):
     requests: list[Request]
     stopping: threading.Event
-
-    def get_request(self) -> tuple[Any, Any]:
-        conn, peer = self.socket.accept()
-        return self.context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False), peer
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that gave up (size cap, timeout) is what several tests do
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

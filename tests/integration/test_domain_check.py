@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from dnslib import MX, QTYPE, RCODE, RR, TXT, A, DNSRecord  # type: ignore[import-untyped]
+from dnslib import MX, QTYPE, RCODE, RR, TXT, A  # type: ignore[import-untyped]
 
-from fixtures.dns_server import DnsServer, Zone
+from fixtures.dns_server import CountingZone, DnsServer
 from preflight._resolver import make_resolver
 from preflight.checks.domain import probe_domain
 from preflight.options import CheckOptions, Timeouts
@@ -98,18 +97,6 @@ def zone_entries() -> dict[str, Any]:
             healthy(f"sel-{selector}.test", "v=spf1 ip4:127.0.0.11 mx ~all", selector=selector)
         )
     return entries
-
-
-@dataclass(frozen=True)
-class CountingZone(Zone):
-    """A zone that counts the queries it gets, by (name, type)."""
-
-    asked: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def answer(self, query: bytes) -> bytes | None:
-        request = DNSRecord.parse(query)
-        self.asked[(str(request.q.qname).rstrip("."), QTYPE[request.q.qtype])] += 1
-        return super().answer(query)
 
 
 def build() -> CountingZone:

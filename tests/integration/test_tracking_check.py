@@ -14,17 +14,15 @@ import os
 import socket
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dnslib import QTYPE, DNSRecord  # type: ignore[import-untyped]
 
 from fixtures.certs import CertSet, make_certs
-from fixtures.dns_server import TRACKING, TRACKING_TARGET, DnsServer, Zone, build_zone
+from fixtures.dns_server import TRACKING, TRACKING_TARGET, CountingZone, DnsServer, Zone, build_zone
 from fixtures.pytest_support import unavailable
 from fixtures.threaded import threaded_server
 from fixtures.tracking import tracking_server
@@ -36,18 +34,6 @@ from preflight.options import Timeouts
 from preflight.report import CHECK_NAMES, CheckResult, Code, Status
 
 CANARY = "CANARY-trk-9d2e"
-
-
-@dataclass(frozen=True)
-class CountingZone(Zone):
-    """A zone that counts the questions it gets, by (name, type)."""
-
-    asked: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def answer(self, query: bytes) -> bytes | None:
-        request = DNSRecord.parse(query)
-        self.asked[(str(request.q.qname).rstrip("."), QTYPE[request.q.qtype])] += 1
-        return super().answer(query)
 
 
 @dataclass(frozen=True)
